@@ -1,0 +1,209 @@
+"""LangDC configuration.
+
+LangDC (Language-aware Dynamic token Compressor; "Seeing More, Saying More: Lightweight Language Experts are
+Dynamic Video Token Compressors", arXiv 2509.00969) bundles three towers:
+
+- a vision tower (`vision_config`, SigLIP or CLIP vision, built into transformers),
+- a lightweight language expert (`expert_config`, a Qwen2/Llama causal LM) that captions each clip; the
+  vectors of its generated caption become that clip's *soft caption tokens*, so the number of tokens per clip
+  follows the clip's content,
+- the LLM (`text_config`, a Qwen2/Llama causal LM) that answers the question.
+
+Defaults follow the official release's shapes where they exist (Qwen2.5-0.5B expert, Qwen2.5-3B LLM, 4-frame
+clips, 16 frames, layer-0 soft tokens, `max_new_tokens=128` for the cap-only branch); the vision tower defaults
+to SigLIP-so400m because the official InternVideo2 + CLIP pair is a separate two-encoder layout.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
+BLOCK_LAYOUTS = ("per_clip", "pool_then_captions")
+DEFAULT_SYSTEM_MESSAGE = "You are a helpful AI assistant."
+# The expert sees one clip at the `<image>` placeholder (research/langdc.md §2.1, item 4).
+DEFAULT_EXPERT_PROMPT = (
+    "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n<|im_start|>user\n<image>\n"
+    "Please provide a brief description of the video clip, focusing on the main subjects, their actions and "
+    "the background.<|im_end|>\n<|im_start|>assistant\n"
+)
+EXPERT_PROMPT_PLACEHOLDER = "<image>"
+
+
+class LangDCConfig(PreTrainedConfig):
+    r"""Configuration of [`LangDCForConditionalGeneration`].
+
+    Args:
+        vision_config (`dict` or `PreTrainedConfig`, *optional*):
+            Vision tower config (`siglip_vision_model` or `clip_vision_model`). Its `image_size` is the tile size.
+        expert_config (`dict` or `PreTrainedConfig`, *optional*):
+            Language expert config (`qwen2` or `llama` causal LM).
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            LLM config (`qwen2` or `llama` causal LM).
+        vision_feature_layer (`int`, defaults to -2):
+            Hidden-state index of the vision tower whose patch tokens are used (CLS, if any, is dropped).
+        frames_per_clip (`int`, defaults to 4):
+            Consecutive video frames grouped into one clip; the expert writes one caption per clip.
+        num_frames (`int`, defaults to 16):
+            Frames sampled per video by default (segment centres).
+        expert_projector_type (`str`, defaults to `"mlp2x_gelu"`):
+            Vision dim -> expert dim projector (`linear` or `mlp2x_gelu`), applied before pooling.
+        expert_pool_grid (`int`, defaults to 4):
+            Each tile/frame is average-pooled to `expert_pool_grid**2` tokens before entering the expert.
+        caption_projector_type (`str`, defaults to `"linear"`):
+            Expert dim -> LLM dim projector of the soft caption tokens.
+        use_pool_branch (`bool`, defaults to `True`):
+            Dual-branch model: also give the LLM `pool_grid**2` fixed pooled tokens per tile/frame. `False` is
+            the cap-only model.
+        pool_projector_type (`str`, defaults to `"mlp2x_gelu"`):
+            Vision dim -> LLM dim projector of the pool branch, applied before pooling.
+        pool_grid (`int`, defaults to 2):
+            Pool-branch grid side per tile/frame.
+        max_caption_tokens (`int`, defaults to 128):
+            Upper bound of soft caption tokens per clip (the expert's `max_new_tokens`).
+        soft_token_layer (`int`, defaults to 0):
+            0: soft tokens are the expert's input embeddings of the generated caption tokens (official dual
+            model). k > 0: the hidden state after expert decoder layer k at those tokens.
+        expert_prompt (`str`):
+            Text of the expert prompt, with one `<image>` where the clip's tokens go.
+        expert_prompt_prefix_ids / expert_prompt_suffix_ids (`list[int]`, *optional*):
+            Expert token ids of the prompt before / after the clip tokens. Set by [`set_expert_prompt`].
+        expert_eos_token_ids (`list[int]`, *optional*):
+            Token ids that end a caption (excluded from the soft tokens).
+        expert_pad_token_id (`int`, *optional*):
+            Padding id for the expert's batched generation; defaults to the first EOS id.
+        block_layout (`str`, defaults to `"per_clip"`):
+            `per_clip`: each clip's block is `[pool_k | caption_k]` at its first frame's placeholder.
+            `pool_then_captions`: a video's block is `[all pool | all captions]` (official checkpoint layout).
+        official_soft_token_compat (`bool`, defaults to `False`):
+            Reproduce the official inference off-by-one (research/langdc.md §2.2, §7.4): the vector of the last
+            prompt token comes first and the longest caption of each sample loses its last vector. Only for
+            `soft_token_layer=0`.
+        image_token_id / video_token_id (`int`, *optional*):
+            LLM token ids of the `<image>` and `<video>` placeholders.
+        system_message (`str`):
+            System prompt used by `chat()`.
+    """
+
+    model_type = "langdc"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="siglip_vision_model",
+            init_kwargs={
+                "hidden_size": 1152,
+                "intermediate_size": 4304,
+                "num_hidden_layers": 27,
+                "num_attention_heads": 16,
+                "patch_size": 14,
+                "image_size": 384,
+            },
+        ),
+        "expert_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="qwen2",
+            init_kwargs={
+                "hidden_size": 896,
+                "intermediate_size": 4864,
+                "num_hidden_layers": 24,
+                "num_attention_heads": 14,
+                "num_key_value_heads": 2,
+                "vocab_size": 151936,
+                "tie_word_embeddings": True,
+            },
+        ),
+        "text_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="qwen2",
+            init_kwargs={
+                "hidden_size": 2048,
+                "intermediate_size": 11008,
+                "num_hidden_layers": 36,
+                "num_attention_heads": 16,
+                "num_key_value_heads": 2,
+                "vocab_size": 151936,
+                "tie_word_embeddings": True,
+            },
+        ),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    expert_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    vision_feature_layer: int = -2
+    frames_per_clip: int = 4
+    num_frames: int = 16
+    expert_projector_type: str = "mlp2x_gelu"
+    expert_pool_grid: int = 4
+    caption_projector_type: str = "linear"
+    use_pool_branch: bool = True
+    pool_projector_type: str = "mlp2x_gelu"
+    pool_grid: int = 2
+    max_caption_tokens: int = 128
+    soft_token_layer: int = 0
+    expert_prompt: str = DEFAULT_EXPERT_PROMPT
+    expert_prompt_prefix_ids: list[int] | None = None
+    expert_prompt_suffix_ids: list[int] | None = None
+    expert_eos_token_ids: list[int] | None = None
+    expert_pad_token_id: int | None = None
+    block_layout: str = "per_clip"
+    official_soft_token_compat: bool = False
+    image_token_id: int | None = None
+    video_token_id: int | None = None
+    system_message: str = DEFAULT_SYSTEM_MESSAGE
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._validate_fields()
+
+    def _validate_fields(self):
+        for name in ("expert_projector_type", "caption_projector_type", "pool_projector_type"):
+            if getattr(self, name) not in PROJECTOR_TYPES:
+                raise ValueError(f"`{name}` must be one of {PROJECTOR_TYPES}, got {getattr(self, name)!r}.")
+        if self.block_layout not in BLOCK_LAYOUTS:
+            raise ValueError(f"`block_layout` must be one of {BLOCK_LAYOUTS}, got {self.block_layout!r}.")
+        for name in ("frames_per_clip", "num_frames", "expert_pool_grid", "pool_grid", "max_caption_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        num_expert_layers = self.expert_config.num_hidden_layers
+        if not 0 <= self.soft_token_layer <= num_expert_layers:
+            raise ValueError(
+                f"`soft_token_layer` must be in [0, {num_expert_layers}] (expert layers), got {self.soft_token_layer}."
+            )
+        if self.official_soft_token_compat and self.soft_token_layer != 0:
+            raise ValueError("`official_soft_token_compat` reproduces the layer-0 (embedding) path only.")
+        patches_per_side = self.vision_config.image_size // self.vision_config.patch_size
+        for name in ("expert_pool_grid", "pool_grid"):
+            if getattr(self, name) > patches_per_side:
+                raise ValueError(
+                    f"`{name}`={getattr(self, name)} exceeds the vision tower's {patches_per_side} patches per side."
+                )
+
+    def set_expert_prompt(self, tokenizer, prompt: str | None = None) -> None:
+        """Tokenise the expert prompt with the expert's tokenizer and store the ids around the clip placeholder.
+
+        Args:
+            tokenizer: the expert's tokenizer.
+            prompt (`str`, *optional*): new prompt text with exactly one `<image>`; default: `self.expert_prompt`.
+
+        Raises:
+            ValueError: if the prompt does not contain exactly one `<image>`.
+        """
+        prompt = self.expert_prompt if prompt is None else prompt
+        if prompt.count(EXPERT_PROMPT_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"`expert_prompt` must contain exactly one {EXPERT_PROMPT_PLACEHOLDER!r}, "
+                f"found {prompt.count(EXPERT_PROMPT_PLACEHOLDER)}."
+            )
+        prefix, suffix = prompt.split(EXPERT_PROMPT_PLACEHOLDER)
+        self.expert_prompt = prompt
+        self.expert_prompt_prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        self.expert_prompt_suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+
+    @property
+    def patches_per_tile(self) -> int:
+        """Patch tokens per tile/frame from the vision tower (what an uncompressed model would receive)."""
+        return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+
+
+__all__ = ["LangDCConfig"]

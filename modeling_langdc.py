@@ -1,0 +1,1065 @@
+"""LangDC: a video LLM whose lightweight language expert compresses each clip into soft caption tokens.
+
+Method: "Seeing More, Saying More: Lightweight Language Experts are Dynamic Video Token Compressors"
+(arXiv 2509.00969), official code `NIneeeeeem/LangDC` (research/langdc.md). The expert *describes* each clip;
+the vectors of exactly the generated caption tokens (EOS excluded) become that clip's tokens in the LLM, so a
+busy clip gets many tokens and a static clip few. The chat API follows PVC/InternVL (`chat`, `batch_chat`,
+`data_flag`, `num_patches_list`).
+
+Data flow (DESIGN.md §3), for a batch of samples:
+  1. all tiles/frames of all samples -> vision tower, one call -> patch features `[F, P, D_v]`;
+  2. expert branch: `expert_projector` -> avg-pool to `expert_pool_grid` -> one clip = its tiles/frames;
+     all clips of all samples are captioned in ONE batched expert `generate` (greedy, explicit EOS ids);
+  3. soft tokens: vectors of the generated caption tokens at `soft_token_layer` -> `caption_projector`;
+  4. pool branch (dual model): `pool_projector` -> avg-pool to `pool_grid` -> fixed tokens per tile/frame;
+  5. the blocks are spliced at the media placeholders, the batch is left-padded, the LLM generates.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers.generation import LogitsProcessor, LogitsProcessorList
+from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
+
+from .configuration_langdc import LangDCConfig
+from .flops_langdc import decoder_decode_flops, decoder_prefill_flops, decoder_prefill_flops_fastv
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO = 0, 1, 2, 3
+DATA_FLAGS = (DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO)
+POOL, CAPTION = "pool", "caption"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class LangDCInfo:
+    """What one sample of a `chat` / `batch_chat` / `generate` call cost and what the expert said.
+
+    Attributes:
+        tokens_per_clip: soft caption tokens given to the LLM for each clip, in clip order.
+        captions: the expert's decoded caption of each clip (filled when a tokenizer is known).
+        caption_ids: the expert's generated token ids of each clip (EOS excluded).
+        visual_tokens: all visual tokens spliced into the LLM prompt (pool + caption tokens).
+        pool_tokens: of which fixed pool-branch tokens (0 for the cap-only model).
+        full_visual_tokens: tokens an uncompressed model with the same vision tower would receive: every patch
+            token of every tile/frame (`tiles x patches_per_tile`).
+        text_tokens: non-visual prompt tokens.
+        num_frames / num_clips: tiles or frames encoded, clips captioned.
+        repeated_frames: frames that repeat an earlier frame index because the video was shorter than the
+            requested frame count (from the `video_metadata` given to `chat`; 0 when unknown).
+        llm_prefill_flops: exact LLM prefill FLOPs of the prompt (DESIGN §7, `flops_langdc.decoder_prefill_flops`).
+        llm_prefill_flops_fastv: the same in the FastV/DyCoke convention `L(4nd^2 + 2n^2d + 2ndm)`.
+        expert_flops: expert prefill + caption decode FLOPs of this sample's clips (exact formula).
+        timings: seconds of the whole batched call (shared by its samples): `vision`, `expert`, `llm_prefill`
+            (LLM time to first token), `llm_decode`, `total`.
+    """
+
+    tokens_per_clip: list[int] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    caption_ids: list[list[int]] = field(default_factory=list)
+    visual_tokens: int = 0
+    pool_tokens: int = 0
+    full_visual_tokens: int = 0
+    text_tokens: int = 0
+    num_frames: int = 0
+    num_clips: int = 0
+    repeated_frames: int = 0
+    llm_prefill_flops: int = 0
+    llm_prefill_flops_fastv: int = 0
+    expert_flops: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def compression_ratio(self) -> float:
+        """`visual_tokens / full_visual_tokens` (0 when there is no media)."""
+        return self.visual_tokens / self.full_visual_tokens if self.full_visual_tokens else 0.0
+
+
+@dataclass
+class LangDCCausalLMOutputWithPast(ModelOutput):
+    """Output of [`LangDCForConditionalGeneration.forward`].
+
+    Attributes:
+        loss: next-token cross-entropy of the LLM on `labels` (visual positions ignored), shape `()`.
+        logits: `[B, L, V]` LLM logits over the spliced sequence (L = text + visual tokens).
+        past_key_values: the LLM KV cache.
+        hidden_states / attentions: as returned by the LLM.
+        attention_mask: `[B, L]` mask of the spliced, left-padded sequence.
+        tokens_per_clip: soft caption tokens per clip, per sample.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: object | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    attention_mask: torch.LongTensor | None = None
+    tokens_per_clip: list | None = None
+
+
+@dataclass
+class _MediaPlan:
+    """Where every clip's tiles are in `pixel_values` and which blocks each placeholder receives."""
+
+    clip_tiles: list[tuple[int, int]]  # [start, end) tile range of each clip, all samples, clip order
+    clip_sample: list[int]  # sample index of each clip
+    placeholder_blocks: list[list[list[tuple[str, int]]]]  # per sample, per placeholder: [(POOL|CAPTION, clip)]
+    tiles_per_sample: list[int]
+
+
+@dataclass
+class _Media:
+    """Encoded media of a batch: per-clip soft tokens (LLM dim), per-clip pool tokens and the expert's ids."""
+
+    plan: _MediaPlan
+    caption_tokens: list[torch.Tensor]  # [k_clip, D_llm] per clip
+    pool_tokens: list[torch.Tensor] | None  # [tiles * pool_grid^2, D_llm] per clip
+    caption_ids: list[list[int]]
+    expert_prompt_lengths: list[int]
+    timings: dict[str, float]
+
+
+class _PrefillTimer(LogitsProcessor):
+    """Records when the LLM's first logits exist: the end of prefill (time to first token)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.first_logits_at = None
+
+    def __call__(self, input_ids, scores):
+        if self.first_logits_at is None:
+            _synchronize(self.device)
+            self.first_logits_at = time.perf_counter()
+        return scores
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------------------------
+def build_projector(projector_type: str, in_dim: int, out_dim: int) -> nn.Module:
+    """`linear`: `Linear(in, out)`; `mlp2x_gelu`: `Linear(in, out) -> GELU -> Linear(out, out)`.
+
+    The module layout (bare `weight`/`bias`, or `0.*`/`2.*`) matches the official LangDC/LLaVA projector keys
+    (research/langdc.md §1). Raises `ValueError` for an unknown type.
+    """
+    if projector_type == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if projector_type == "mlp2x_gelu":
+        return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+    raise ValueError(f"Unknown projector type {projector_type!r}; expected 'linear' or 'mlp2x_gelu'.")
+
+
+def pool_patch_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """Adaptive average pooling of each tile's square patch grid: `[n, P, D] -> [n, grid*grid, D]`.
+
+    Same operation as the official `apply_adaptive_avg_pooling` (research/langdc.md §1), applied after projection.
+
+    Raises:
+        ValueError: if `P` is not a perfect square.
+    """
+    n, num_patches, dim = tokens.shape
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(f"Cannot pool {num_patches} patch tokens: not a square grid.")
+    grid_tokens = tokens.transpose(1, 2).reshape(n, dim, side, side)
+    pooled = F.adaptive_avg_pool2d(grid_tokens, grid)
+    return pooled.flatten(2).transpose(1, 2)
+
+
+def _left_pad(rows: list[torch.Tensor], pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad `[L_i, ...]` tensors to `[N, max L, ...]`; returns the stacked tensor and the `[N, max L]` mask."""
+    max_len = max(row.shape[0] for row in rows)
+    padded = rows[0].new_full((len(rows), max_len, *rows[0].shape[1:]), pad_value)
+    mask = torch.zeros(len(rows), max_len, dtype=torch.long, device=rows[0].device)
+    for i, row in enumerate(rows):
+        if row.shape[0]:
+            padded[i, max_len - row.shape[0] :] = row
+            mask[i, max_len - row.shape[0] :] = 1
+    return padded, mask
+
+
+def _positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding (what `generate` computes for left-padded batches)."""
+    position_ids = attention_mask.long().cumsum(-1) - 1
+    return position_ids.masked_fill(attention_mask == 0, 0)
+
+
+def _as_int_list(value, name: str) -> list[int]:
+    if isinstance(value, torch.Tensor):
+        return [int(v) for v in value.flatten().tolist()]
+    if isinstance(value, int):
+        return [value]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be an int, a list of ints or a LongTensor, got {type(value).__name__}.")
+
+
+def normalize_data_flags(data_flag, batch_size: int) -> list[int]:
+    """Per-sample data flags from an int, a list or a LongTensor (PVC passes `torch.LongTensor((3,))`).
+
+    `None` means 1 (single image) for every sample. Raises `ValueError` for an unknown flag or a length mismatch.
+    """
+    flags = [DATA_FLAG_IMAGE] * batch_size if data_flag is None else _as_int_list(data_flag, "data_flag")
+    if len(flags) == 1 and batch_size > 1:
+        flags = flags * batch_size
+    if len(flags) != batch_size:
+        raise ValueError(f"`data_flag` has {len(flags)} entries for {batch_size} samples.")
+    for flag in flags:
+        if flag not in DATA_FLAGS:
+            raise ValueError(
+                f"Unknown `data_flag` {flag}: use 1 (single image), 2 (several images), 3 (video) or 0 (text only)."
+            )
+    return flags
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+class LangDCPreTrainedModel(PreTrainedModel):
+    config_class = LangDCConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    input_modalities = ("image", "video", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = [
+        "SiglipEncoderLayer",
+        "CLIPEncoderLayer",
+        "Qwen2DecoderLayer",
+        "LlamaDecoderLayer",
+    ]
+    _skip_keys_device_placement = "past_key_values"
+    # Every tower is a transformers built-in class that supports these backends; one switch drives all three.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _tied_weights_keys = None
+
+
+class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
+    """LangDC: vision tower + language-expert compressor + LLM, with PVC/InternVL-style `chat`.
+
+    Modules: `vision_model` (SigLIP/CLIP vision), `expert_projector`, `expert` (causal LM), `caption_projector`,
+    `pool_projector` (dual model only), `language_model` (causal LM). See `LangDCConfig` for the fields.
+    """
+
+    def __init__(self, config: LangDCConfig):
+        super().__init__(config)
+        vision_dim = config.vision_config.hidden_size
+        expert_dim = config.expert_config.hidden_size
+        text_dim = config.text_config.hidden_size
+        self.vision_model = AutoModel.from_config(config.vision_config)
+        self.expert_projector = build_projector(config.expert_projector_type, vision_dim, expert_dim)
+        self.expert = AutoModelForCausalLM.from_config(config.expert_config)
+        self.caption_projector = build_projector(config.caption_projector_type, expert_dim, text_dim)
+        self.pool_projector = (
+            build_projector(config.pool_projector_type, vision_dim, text_dim) if config.use_pool_branch else None
+        )
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    # -- accessors (delegate to the LLM) --------------------------------------------------------------------------
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value):
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    @property
+    def _llm_device(self) -> torch.device:
+        return self.language_model.get_input_embeddings().weight.device
+
+    # -- 1. media plan -------------------------------------------------------------------------------------------
+    def _plan_media(
+        self, rows: list[list[int]], num_patches_list: list[list[int]], data_flags: list[int], num_tiles: int
+    ) -> _MediaPlan:
+        """Validate placeholders against `num_patches_list` and decide which blocks go at each placeholder.
+
+        `rows` are the unpadded LLM token ids per sample. Images (data_flag 1/2): each `<image>` is one image, one
+        clip whose frames are its tiles. Video (3): `num_patches_list` holds tiles per frame; frames form clips of
+        `frames_per_clip`; with one `<image>` per frame, clip k's block goes at its first frame's placeholder;
+        with a single `<video>`, all blocks go there. Raises `ValueError` on every count mismatch.
+        """
+        config = self.config
+        clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample = [], [], [], []
+        tile_offset = 0
+        for sample, (ids, patches, flag) in enumerate(zip(rows, num_patches_list, data_flags)):
+            num_images = sum(1 for t in ids if t == config.image_token_id)
+            num_videos = sum(1 for t in ids if t == config.video_token_id)
+            if any(p < 1 for p in patches):
+                raise ValueError(f"Sample {sample}: `num_patches_list` entries must be >= 1, got {patches}.")
+            if flag == DATA_FLAG_TEXT or not patches:
+                if num_images or num_videos or patches:
+                    raise ValueError(
+                        f"Sample {sample}: text-only sample has {num_images} <image>, {num_videos} <video> "
+                        f"placeholders and num_patches_list={patches}."
+                    )
+                placeholder_blocks.append([])
+                tiles_per_sample.append(0)
+                continue
+            starts = [tile_offset + sum(patches[:i]) for i in range(len(patches))]
+            ends = [s + p for s, p in zip(starts, patches)]
+            if flag in (DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE):
+                if num_videos:
+                    raise ValueError(f"Sample {sample}: <video> placeholder with data_flag={flag} (images).")
+                if flag == DATA_FLAG_IMAGE and len(patches) != 1:
+                    raise ValueError(
+                        f"Sample {sample}: data_flag=1 is a single image but num_patches_list has {len(patches)} "
+                        "entries; use data_flag=2 for several images."
+                    )
+                if num_images != len(patches):
+                    raise ValueError(
+                        f"Sample {sample}: the prompt has {num_images} <image> placeholders but num_patches_list "
+                        f"has {len(patches)} images."
+                    )
+                clips = [(s, e) for s, e in zip(starts, ends)]
+                first_clip = len(clip_tiles)
+                blocks = [self._clip_blocks([first_clip + i]) for i in range(len(clips))]
+            else:
+                frames = len(patches)
+                fpc = config.frames_per_clip
+                clips = [(starts[i], ends[min(i + fpc, frames) - 1]) for i in range(0, frames, fpc)]
+                first_clip = len(clip_tiles)
+                clip_ids = list(range(first_clip, first_clip + len(clips)))
+                if num_videos == 1 and num_images == 0:
+                    blocks = [self._clip_blocks(clip_ids)]
+                elif num_videos == 0 and num_images == frames:
+                    if config.block_layout == "pool_then_captions":
+                        blocks = [self._clip_blocks(clip_ids)] + [[] for _ in range(frames - 1)]
+                    else:
+                        blocks = [self._clip_blocks([first_clip + i // fpc]) if i % fpc == 0 else [] for i in range(frames)]
+                else:
+                    raise ValueError(
+                        f"Sample {sample}: a video needs one <video> or one <image> per frame; the prompt has "
+                        f"{num_videos} <video> and {num_images} <image> placeholders for {frames} frames."
+                    )
+            clip_tiles.extend(clips)
+            clip_sample.extend([sample] * len(clips))
+            placeholder_blocks.append(blocks)
+            tiles_per_sample.append(sum(patches))
+            tile_offset = ends[-1]
+        if tile_offset != num_tiles:
+            raise ValueError(
+                f"sum(num_patches_list) = {tile_offset} but pixel_values holds {num_tiles} tiles/frames."
+            )
+        return _MediaPlan(clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample)
+
+    def _clip_blocks(self, clip_ids: list[int]) -> list[tuple[str, int]]:
+        """Block order for the clips of one placeholder, following `block_layout` and `use_pool_branch`."""
+        pools = [(POOL, c) for c in clip_ids] if self.config.use_pool_branch else []
+        captions = [(CAPTION, c) for c in clip_ids]
+        if self.config.block_layout == "pool_then_captions":
+            return pools + captions
+        if not self.config.use_pool_branch:
+            return captions
+        return [block for c in clip_ids for block in ((POOL, c), (CAPTION, c))]
+
+    # -- 2. vision tower -----------------------------------------------------------------------------------------
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Patch features of every tile/frame at `vision_feature_layer`: `[F, 3, H, W] -> [F, P, D_v]`.
+
+        Tokens beyond the patch grid (CLIP's CLS) are dropped.
+        """
+        vision_dtype = self.vision_model.get_input_embeddings().weight.dtype
+        outputs = self.vision_model(pixel_values=pixel_values.to(vision_dtype), output_hidden_states=True)
+        features = outputs.hidden_states[self.config.vision_feature_layer]
+        return features[:, -self.config.patches_per_tile :]
+
+    # -- 3. expert -----------------------------------------------------------------------------------------------
+    def _expert_prompts(self, features: torch.Tensor, plan: _MediaPlan) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded expert prompts `[N_clips, L, D_e]` (prefix | clip tokens | suffix) and their mask."""
+        config = self.config
+        if config.expert_prompt_prefix_ids is None or config.expert_prompt_suffix_ids is None:
+            raise ValueError("The expert prompt ids are not set: call `config.set_expert_prompt(expert_tokenizer)`.")
+        embed = self.expert.get_input_embeddings()
+        clip_tokens = pool_patch_tokens(self.expert_projector(features.to(embed.weight.dtype)), config.expert_pool_grid)
+        prefix = embed(torch.tensor(config.expert_prompt_prefix_ids, device=embed.weight.device))
+        suffix = embed(torch.tensor(config.expert_prompt_suffix_ids, device=embed.weight.device))
+        rows = []
+        for start, end in plan.clip_tiles:
+            clip = clip_tokens[start:end].reshape(-1, clip_tokens.shape[-1]).to(embed.weight.device)
+            rows.append(torch.cat([prefix, clip, suffix]))
+        max_positions = getattr(config.expert_config, "max_position_embeddings", None)
+        longest = max(row.shape[0] for row in rows) + config.max_caption_tokens
+        if max_positions is not None and longest > max_positions:
+            raise ValueError(
+                f"Expert prompt of {longest - config.max_caption_tokens} tokens + {config.max_caption_tokens} caption "
+                f"tokens exceeds the expert context of {max_positions}: use fewer tiles or frames per clip."
+            )
+        return _left_pad(rows)
+
+    def _expert_generation_config(self, use_cache: bool) -> GenerationConfig:
+        """Greedy decoding with explicit EOS ids: never inherit the expert checkpoint's sampling defaults
+        (research/langdc.md §7.6)."""
+        config = self.config
+        eos = config.expert_eos_token_ids
+        if not eos:
+            raise ValueError("`config.expert_eos_token_ids` is not set: the expert would never stop.")
+        pad = config.expert_pad_token_id if config.expert_pad_token_id is not None else eos[0]
+        return GenerationConfig(
+            max_new_tokens=config.max_caption_tokens,
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=1.0,
+            eos_token_id=list(eos),
+            pad_token_id=pad,
+            use_cache=use_cache,
+        )
+
+    def _generate_captions(
+        self, prompts: torch.Tensor, prompt_mask: torch.Tensor, use_cache: bool
+    ) -> tuple[list[list[int]], list[bool]]:
+        """One batched expert `generate` over all clips. Returns caption ids (EOS excluded) and whether each row
+        stopped at EOS (False: it hit `max_caption_tokens`)."""
+        sequences = self.expert.generate(
+            inputs_embeds=prompts,
+            attention_mask=prompt_mask,
+            generation_config=self._expert_generation_config(use_cache),
+        )
+        eos = set(self.config.expert_eos_token_ids)
+        captions, stopped = [], []
+        for row in sequences.tolist():
+            end = next((i for i, token in enumerate(row) if token in eos), None)
+            captions.append(row if end is None else row[:end])
+            stopped.append(end is not None)
+        return captions, stopped
+
+    def _official_compat_ids(
+        self, captions: list[list[int]], stopped: list[bool], clip_sample: list[int]
+    ) -> list[list[int]]:
+        """Ids whose embeddings the official inference code keeps (research/langdc.md §2.2, §7.4): the last prompt
+        token, then the caption; the clip(s) with the longest generated sequence of each sample lose the last."""
+        last_prompt_id = (self.config.expert_prompt_suffix_ids or self.config.expert_prompt_prefix_ids)[-1]
+        generated = [len(c) + int(s) for c, s in zip(captions, stopped)]
+        longest = {}
+        for sample, length in zip(clip_sample, generated):
+            longest[sample] = max(longest.get(sample, 0), length)
+        compat = []
+        for caption, length, sample in zip(captions, generated, clip_sample):
+            ids = [last_prompt_id] + caption
+            compat.append(ids[:-1] if length == longest[sample] else ids)
+        return compat
+
+    def _soft_tokens(
+        self, prompts: torch.Tensor, prompt_mask: torch.Tensor, caption_ids: list[list[int]]
+    ) -> list[torch.Tensor]:
+        """Vectors of the caption tokens at `soft_token_layer`: `[k_clip, D_e]` per clip.
+
+        Layer 0 is the expert's input embedding of each caption token (no forward pass). Layer k > 0 runs the expert
+        once, teacher-forced on `[prompt | caption]`, and takes the hidden state after layer k at the caption
+        positions: the same computation serves training (ground-truth captions) and inference (generated ones).
+        """
+        embed = self.expert.get_input_embeddings()
+        device = embed.weight.device
+        layer = self.config.soft_token_layer
+        if layer == 0:
+            return [embed(torch.tensor(ids, dtype=torch.long, device=device)) for ids in caption_ids]
+        outputs, caption_start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=True)
+        hidden = outputs.hidden_states[layer]
+        return [hidden[i, caption_start : caption_start + len(ids)] for i, ids in enumerate(caption_ids)]
+
+    def _expert_teacher_forced(
+        self, prompts: torch.Tensor, prompt_mask: torch.Tensor, caption_ids: list[list[int]], output_hidden_states: bool
+    ):
+        """Expert forward on `[left-padded prompt | right-padded caption]`; captions start at `prompts.shape[1]`."""
+        embed = self.expert.get_input_embeddings()
+        num_clips, prompt_len = prompt_mask.shape
+        max_caption = max((len(ids) for ids in caption_ids), default=0)
+        ids = torch.zeros(num_clips, max_caption, dtype=torch.long, device=prompts.device)
+        caption_mask = torch.zeros(num_clips, max_caption, dtype=torch.long, device=prompts.device)
+        for i, row in enumerate(caption_ids):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            caption_mask[i, : len(row)] = 1
+        inputs_embeds = torch.cat([prompts, embed(ids)], dim=1)
+        attention_mask = torch.cat([prompt_mask, caption_mask], dim=1)
+        outputs = self.expert(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=_positions_from_mask(attention_mask),
+            output_hidden_states=output_hidden_states,
+            use_cache=False,
+        )
+        return outputs, prompt_len
+
+    def expert_caption_loss(
+        self,
+        pixel_values: torch.Tensor,
+        caption_ids: list[list[int]],
+        num_patches_list: list[list[int]],
+        data_flag=None,
+    ) -> torch.Tensor:
+        """Caption cross-entropy of the expert on ground-truth clip captions (training stage II, research/langdc.md §3).
+
+        Args:
+            pixel_values: `[F, 3, H, W]` tiles/frames of all samples.
+            caption_ids: one list of expert token ids per clip (clip order of `_plan_media`), EOS excluded; the
+                first EOS id is appended as the final target so the expert learns when to stop.
+            num_patches_list: per sample, tiles per image or per frame.
+            data_flag: per-sample flags (1/2 images, 3 video).
+
+        Returns:
+            Mean token-level cross-entropy, shape `()`.
+
+        Raises:
+            ValueError: if the number of captions differs from the number of clips.
+        """
+        flags = normalize_data_flags(data_flag, len(num_patches_list))
+        plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
+        if len(caption_ids) != len(plan.clip_tiles):
+            raise ValueError(f"Got {len(caption_ids)} captions for {len(plan.clip_tiles)} clips.")
+        prompts, prompt_mask = self._expert_prompts(self.get_image_features(pixel_values), plan)
+        outputs, start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=False)
+        eos = self.config.expert_eos_token_ids[0]
+        targets = torch.full(outputs.logits.shape[:2], IGNORE_INDEX, dtype=torch.long, device=outputs.logits.device)
+        for i, ids in enumerate(caption_ids):
+            # logits at position start-1+j predict caption token j; the one after the caption predicts EOS
+            targets[i, start - 1 : start + len(ids)] = torch.tensor(ids + [eos], dtype=torch.long)
+        return F.cross_entropy(outputs.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+    def _plan_media_without_prompt(self, num_patches_list, flags, num_tiles) -> _MediaPlan:
+        """Plan for media that is not tied to a prompt (expert training): one placeholder per image or frame."""
+        rows = []
+        for patches, flag in zip(num_patches_list, flags):
+            rows.append([self.config.image_token_id] * (len(patches) if flag != DATA_FLAG_TEXT else 0))
+        return self._plan_media(rows, num_patches_list, flags, num_tiles)
+
+    # -- 4. encode media: vision -> expert -> soft tokens (+ pool branch) ------------------------------------------
+    def _encode_media(
+        self,
+        pixel_values: torch.Tensor,
+        plan: _MediaPlan,
+        caption_ids: list[list[int]] | None = None,
+        use_cache: bool = True,
+    ) -> _Media:
+        """Run the vision tower once on all tiles, caption all clips in one expert `generate` (or use the given
+        `caption_ids`, teacher forcing), and project soft and pool tokens into the LLM space."""
+        device = pixel_values.device
+        timings = {}
+        start = time.perf_counter()
+        features = self.get_image_features(pixel_values)
+        _synchronize(device)
+        timings["vision"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        prompts, prompt_mask = self._expert_prompts(features, plan)
+        if caption_ids is None:
+            with torch.no_grad():
+                caption_ids, stopped = self._generate_captions(prompts, prompt_mask, use_cache)
+            soft_ids = caption_ids
+            if self.config.official_soft_token_compat:
+                soft_ids = self._official_compat_ids(caption_ids, stopped, plan.clip_sample)
+        else:
+            if len(caption_ids) != len(plan.clip_tiles):
+                raise ValueError(f"Got {len(caption_ids)} caption_ids for {len(plan.clip_tiles)} clips.")
+            soft_ids = caption_ids = [list(ids) for ids in caption_ids]
+        soft = self._soft_tokens(prompts, prompt_mask, soft_ids)
+        caption_tokens = [self.caption_projector(s.to(self._caption_dtype())) for s in soft]
+        _synchronize(device)
+        timings["expert"] = time.perf_counter() - start
+
+        pool_tokens = None
+        if self.config.use_pool_branch:
+            projected = self.pool_projector(features.to(self._pool_dtype()))
+            pooled = pool_patch_tokens(projected, self.config.pool_grid)
+            pool_tokens = [pooled[s:e].reshape(-1, pooled.shape[-1]) for s, e in plan.clip_tiles]
+        prompt_lengths = prompt_mask.sum(-1).tolist()
+        return _Media(plan, caption_tokens, pool_tokens, caption_ids, prompt_lengths, timings)
+
+    def _caption_dtype(self):
+        return next(self.caption_projector.parameters()).dtype
+
+    def _pool_dtype(self):
+        return next(self.pool_projector.parameters()).dtype
+
+    # -- 5. splice into the LLM prompt ---------------------------------------------------------------------------
+    def _splice(
+        self, rows: list[list[int]], media: _Media | None, labels: list[list[int]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:
+        """Replace each placeholder by its blocks and left-pad the batch.
+
+        Returns `inputs_embeds [B, L, D]`, `attention_mask [B, L]`, `labels [B, L]` (visual positions and padding
+        are `IGNORE_INDEX`; None if no labels) and the visual-token count per sample.
+        """
+        embed = self.get_input_embeddings()
+        device = embed.weight.device
+        placeholders = {self.config.image_token_id, self.config.video_token_id}
+        sequences, label_rows, visual_counts = [], [], []
+        for sample, ids in enumerate(rows):
+            pieces, piece_labels, visual, text_start, placeholder_index = [], [], 0, 0, 0
+            sample_labels = labels[sample] if labels is not None else None
+            for position, token in enumerate(ids + [None]):
+                if token is not None and token not in placeholders:
+                    continue
+                if position > text_start:
+                    pieces.append(embed(torch.tensor(ids[text_start:position], device=device)))
+                    if sample_labels is not None:
+                        piece_labels.extend(sample_labels[text_start:position])
+                text_start = position + 1
+                if token is None:
+                    break
+                for branch, clip in media.plan.placeholder_blocks[sample][placeholder_index]:
+                    block = media.pool_tokens[clip] if branch == POOL else media.caption_tokens[clip]
+                    pieces.append(block.to(device=device, dtype=embed.weight.dtype))
+                    visual += block.shape[0]
+                    piece_labels.extend([IGNORE_INDEX] * block.shape[0])
+                placeholder_index += 1
+            sequences.append(torch.cat(pieces) if pieces else embed.weight.new_zeros(0, embed.weight.shape[1]))
+            label_rows.append(piece_labels)
+            visual_counts.append(visual)
+        inputs_embeds, attention_mask = _left_pad(sequences)
+        padded_labels = None
+        if labels is not None:
+            padded_labels = torch.full(attention_mask.shape, IGNORE_INDEX, dtype=torch.long, device=device)
+            for i, row in enumerate(label_rows):
+                if row:
+                    padded_labels[i, -len(row) :] = torch.tensor(row, dtype=torch.long, device=device)
+        return inputs_embeds, attention_mask, padded_labels, visual_counts
+
+    def _check_context(self, lengths: list[int], what: str) -> None:
+        max_positions = getattr(self.config.text_config, "max_position_embeddings", None)
+        for sample, length in enumerate(lengths):
+            if max_positions is not None and length > max_positions:
+                raise ValueError(
+                    f"Sample {sample}: the prompt has {length} tokens ({what}), more than the LLM context of "
+                    f"{max_positions} tokens. Use fewer frames or tiles, or a shorter question/history."
+                )
+
+    def _prepare_multimodal(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        pixel_values: torch.Tensor | None,
+        num_patches_list,
+        data_flag,
+        caption_ids=None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool = True,
+    ):
+        """Shared by `forward` and `generate`: validate, encode media, splice. Returns
+        `(inputs_embeds, attention_mask, labels, media, rows, visual_counts)`."""
+        if input_ids is None:
+            raise ValueError("`input_ids` are required (the prompt with its <image>/<video> placeholders).")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
+        label_rows = None
+        if labels is not None:
+            label_rows = [lab[mask.bool()].tolist() for lab, mask in zip(labels, attention_mask)]
+        batch = len(rows)
+        num_patches = self._normalize_num_patches(num_patches_list, pixel_values, batch)
+        if pixel_values is None:
+            flags = [DATA_FLAG_TEXT] * batch
+        else:
+            flags = normalize_data_flags(data_flag, batch)
+            flags = [DATA_FLAG_TEXT if not patches else flag for flag, patches in zip(flags, num_patches)]
+        num_tiles = 0 if pixel_values is None else pixel_values.shape[0]
+        plan = self._plan_media(rows, num_patches, flags, num_tiles)
+        media = None
+        if plan.clip_tiles:
+            pool_per_tile = self.config.pool_grid**2 if self.config.use_pool_branch else 0
+            self._check_context(
+                [len(r) - self._count_placeholders(r) + t * pool_per_tile for r, t in zip(rows, plan.tiles_per_sample)],
+                "text + pool tokens, before captioning",
+            )
+            media = self._encode_media(pixel_values.to(self.device), plan, caption_ids, use_cache)
+        inputs_embeds, mask, spliced_labels, visual_counts = self._splice(rows, media, label_rows)
+        self._check_context(mask.sum(-1).tolist(), "text + visual tokens")
+        return inputs_embeds, mask, spliced_labels, media, rows, visual_counts
+
+    def _count_placeholders(self, ids: list[int]) -> int:
+        return sum(1 for t in ids if t in (self.config.image_token_id, self.config.video_token_id))
+
+    @staticmethod
+    def _normalize_num_patches(num_patches_list, pixel_values, batch: int) -> list[list[int]]:
+        """Per-sample lists of tiles per image/frame. A flat list is accepted for one sample; `None` means one
+        image holding all of `pixel_values` (InternVL convention)."""
+        if pixel_values is None:
+            if num_patches_list and any(num_patches_list):
+                raise ValueError("`num_patches_list` was given without `pixel_values`.")
+            return [[] for _ in range(batch)]
+        if num_patches_list is None:
+            if batch != 1:
+                raise ValueError("`num_patches_list` is required for a batch of several samples.")
+            return [[pixel_values.shape[0]]]
+        if isinstance(num_patches_list, torch.Tensor):
+            num_patches_list = num_patches_list.tolist()
+        if batch == 1 and all(isinstance(n, int) for n in num_patches_list):
+            return [list(num_patches_list)]
+        if len(num_patches_list) != batch:
+            raise ValueError(f"`num_patches_list` has {len(num_patches_list)} entries for {batch} samples.")
+        return [_as_int_list(n, "num_patches_list") for n in num_patches_list]
+
+    # -- forward / generate --------------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        num_patches_list=None,
+        data_flag=None,
+        caption_ids: list[list[int]] | None = None,
+        labels: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> LangDCCausalLMOutputWithPast:
+        """Teacher-forced forward pass of the whole model.
+
+        Args:
+            input_ids: `[B, L]` prompt ids with one `<image>` per image/frame or one `<video>` per video.
+            attention_mask: `[B, L]`, 1 for real tokens (left or right padding).
+            pixel_values: `[F, 3, H, W]` all tiles/frames of all samples, in prompt order.
+            num_patches_list: per sample, tiles per image (data_flag 1/2) or per frame (data_flag 3).
+            data_flag: per-sample flags (int, list or LongTensor); default 1.
+            caption_ids: ground-truth expert captions, one id list per clip (EOS excluded), as in the official
+                training path (research/langdc.md §3): their vectors become the soft tokens. `None`: the expert
+                generates them (no gradient through generation).
+            labels: `[B, L]` targets aligned with `input_ids` (`-100` = ignored); visual positions are ignored.
+
+        Returns:
+            [`LangDCCausalLMOutputWithPast`]; `logits` and `attention_mask` are over the spliced sequence.
+
+        Raises:
+            ValueError: on placeholder / `num_patches_list` / `pixel_values` mismatches or an over-long prompt.
+        """
+        media = None
+        if inputs_embeds is None and (pixel_values is not None or past_key_values is None):
+            inputs_embeds, attention_mask, labels, media, _, _ = self._prepare_multimodal(
+                input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids, labels
+            )
+            position_ids = _positions_from_mask(attention_mask)
+            input_ids = None
+        outputs = self.language_model(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        return LangDCCausalLMOutputWithPast(
+            loss=outputs.loss,
+            logits=outputs.logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            attention_mask=attention_mask,
+            tokens_per_clip=self._tokens_per_sample(media) if media is not None else None,
+        )
+
+    @staticmethod
+    def _tokens_per_sample(media: _Media) -> list[list[int]]:
+        per_sample = {}
+        for clip, sample in enumerate(media.plan.clip_sample):
+            per_sample.setdefault(sample, []).append(media.caption_tokens[clip].shape[0])
+        return [per_sample.get(i, []) for i in range(len(media.plan.placeholder_blocks))]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        num_patches_list=None,
+        data_flag=None,
+        generation_config: GenerationConfig | dict | None = None,
+        return_info: bool = False,
+        use_cache: bool = True,
+        **generate_kwargs,
+    ):
+        """Caption the clips, splice and generate with the LLM (InternVL-style entry point).
+
+        Args:
+            pixel_values: `[F, 3, H, W]` tiles/frames of all samples (None for text only).
+            input_ids / attention_mask: `[B, L]` prompts with placeholders (any padding side).
+            num_patches_list / data_flag: see [`forward`].
+            generation_config: LLM decoding settings (a `GenerationConfig` or a dict); unset values come from the
+                model's `generation_config` (greedy, EOS ids from generation_config.json).
+            return_info: also return a list of [`LangDCInfo`], one per sample (captions are not decoded here).
+            use_cache: KV cache for the expert and the LLM.
+
+        Returns:
+            `LongTensor [B, new_tokens]` of generated ids (new tokens only), and the infos if `return_info`.
+        """
+        total_start = time.perf_counter()
+        inputs_embeds, mask, _, media, rows, visual_counts = self._prepare_multimodal(
+            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=use_cache
+        )
+        llm_config = self._llm_generation_config(generation_config, generate_kwargs, use_cache)
+        timer = _PrefillTimer(inputs_embeds.device)
+        processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+        processors.append(timer)
+        llm_start = time.perf_counter()
+        output_ids = self.language_model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=mask,
+            generation_config=llm_config,
+            logits_processor=processors,
+            **generate_kwargs,
+        )
+        _synchronize(inputs_embeds.device)
+        end = time.perf_counter()
+        if not return_info:
+            return output_ids
+        timings = dict(media.timings) if media is not None else {"vision": 0.0, "expert": 0.0}
+        prefill_end = timer.first_logits_at or end
+        timings.update(llm_prefill=prefill_end - llm_start, llm_decode=end - prefill_end, total=end - total_start)
+        return output_ids, self._build_infos(media, rows, mask.sum(-1).tolist(), visual_counts, timings)
+
+    def _llm_generation_config(self, generation_config, generate_kwargs: dict, use_cache: bool) -> GenerationConfig:
+        """The model's generation_config (greedy, EOS list) updated with the caller's settings, never mutated."""
+        config = GenerationConfig.from_dict(self.generation_config.to_dict())
+        if isinstance(generation_config, GenerationConfig):
+            generation_config = generation_config.to_diff_dict()
+        unknown = config.update(**(generation_config or {}), **generate_kwargs)
+        for key in list(generate_kwargs):
+            if key not in unknown:
+                generate_kwargs.pop(key)
+        config.use_cache = use_cache
+        return config
+
+    def _build_infos(self, media, rows, prompt_lengths, visual_counts, timings) -> list[LangDCInfo]:
+        config = self.config
+        infos = []
+        for sample, (ids, prompt_length, visual) in enumerate(zip(rows, prompt_lengths, visual_counts)):
+            info = LangDCInfo(visual_tokens=visual, text_tokens=prompt_length - visual, timings=timings)
+            info.llm_prefill_flops = decoder_prefill_flops(config.text_config, prompt_length)
+            info.llm_prefill_flops_fastv = decoder_prefill_flops_fastv(config.text_config, prompt_length)
+            if media is not None:
+                clips = [c for c, s in enumerate(media.plan.clip_sample) if s == sample]
+                info.tokens_per_clip = [media.caption_tokens[c].shape[0] for c in clips]
+                info.caption_ids = [media.caption_ids[c] for c in clips]
+                info.pool_tokens = sum(media.pool_tokens[c].shape[0] for c in clips) if media.pool_tokens else 0
+                info.num_frames = media.plan.tiles_per_sample[sample]
+                info.num_clips = len(clips)
+                info.full_visual_tokens = info.num_frames * config.patches_per_tile
+                info.expert_flops = sum(
+                    decoder_prefill_flops(config.expert_config, media.expert_prompt_lengths[c])
+                    + decoder_decode_flops(
+                        config.expert_config, media.expert_prompt_lengths[c], len(media.caption_ids[c])
+                    )
+                    for c in clips
+                )
+            infos.append(info)
+        return infos
+
+    # -- chat API (PVC / InternVL) -------------------------------------------------------------------------------
+    def chat(
+        self,
+        tokenizer,
+        pixel_values: torch.Tensor | None,
+        question: str,
+        generation_config: dict | GenerationConfig | None = None,
+        history: list[tuple[str, str]] | None = None,
+        return_history: bool = False,
+        num_patches_list: list[int] | None = None,
+        data_flag=None,
+        return_info: bool = False,
+        video_metadata=None,
+        verbose: bool = False,
+        **kwargs,
+    ):
+        """Answer one question about an image, several images or a video (PVC/InternVL `chat`).
+
+        Args:
+            tokenizer: the LLM tokenizer (with `<image>`, `<video>` and a chat template).
+            pixel_values: `[F, 3, H, W]` tiles (images) or frames (video), or None for text only.
+            question: the user turn. Placeholders: one `<image>` per image; for video one `<image>` per frame
+                (`Frame{i}: <image>\\n`) or one `<video>`. Without any, one is prepended (first turn only).
+            generation_config: LLM settings such as `dict(max_new_tokens=64, do_sample=False)`.
+            history: previous `(question, answer)` turns; their placeholders count against `num_patches_list`.
+            num_patches_list: tiles per image (data_flag 1/2) or per frame (data_flag 3); default
+                `[len(pixel_values)]`.
+            data_flag: 1 single image (default), 2 several images, 3 video.
+            return_info: also return a [`LangDCInfo`] with per-clip tokens and captions, FLOPs and timings.
+            video_metadata: the `VideoMetadata` returned by `load_video(..., return_metadata=True)`, to report
+                repeated frames of a short video.
+
+        Returns:
+            `response`, plus `history` if `return_history`, plus `info` if `return_info`, in that order.
+
+        Raises:
+            ValueError: on bad counts, an unknown `data_flag` or a prompt longer than the LLM context.
+        """
+        kwargs.pop("split_sizes", None)  # accepted for PVC eval scripts; num_patches_list carries the same
+        responses, histories, infos = self._chat_batch(
+            tokenizer,
+            pixel_values,
+            [question],
+            generation_config,
+            [num_patches_list] if num_patches_list is not None else None,
+            [data_flag] if data_flag is not None and not isinstance(data_flag, torch.Tensor) else data_flag,
+            [history],
+            [video_metadata],
+            verbose,
+        )
+        outputs = (responses[0],)
+        if return_history:
+            outputs += (histories[0],)
+        if return_info:
+            outputs += (infos[0],)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def batch_chat(
+        self,
+        tokenizer,
+        pixel_values: torch.Tensor | None,
+        questions: list[str],
+        generation_config: dict | GenerationConfig | None = None,
+        num_patches_list: list | None = None,
+        data_flag=None,
+        history: list | None = None,
+        return_history: bool = False,
+        return_info: bool = False,
+        video_metadata: list | None = None,
+        verbose: bool = False,
+        **kwargs,
+    ):
+        """Answer several questions in one batched pass: one vision call, one expert `generate`, one LLM `generate`.
+
+        `pixel_values` concatenates the tiles/frames of all samples in order; `num_patches_list` has one entry per
+        sample: a list of tiles per image/frame (a plain int means one image of that many tiles, as in InternVL).
+        `data_flag` is one flag or one per sample; `history` is None or one history per sample. Returns the list
+        of responses, plus the histories and/or the list of [`LangDCInfo`] as in [`chat`].
+        """
+        if num_patches_list is None and "image_counts" in kwargs:
+            num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias
+        if num_patches_list is not None:
+            num_patches_list = [[n] if isinstance(n, int) else list(n) for n in num_patches_list]
+        histories = history if history is not None else [None] * len(questions)
+        responses, new_histories, infos = self._chat_batch(
+            tokenizer,
+            pixel_values,
+            list(questions),
+            generation_config,
+            num_patches_list,
+            data_flag,
+            histories,
+            video_metadata or [None] * len(questions),
+            verbose,
+        )
+        outputs = (responses,)
+        if return_history:
+            outputs += (new_histories,)
+        if return_info:
+            outputs += (infos,)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _chat_batch(
+        self, tokenizer, pixel_values, questions, generation_config, num_patches_list, data_flag, histories,
+        video_metadata, verbose,
+    ):
+        batch = len(questions)
+        if len(histories) != batch or len(video_metadata) != batch:
+            raise ValueError(f"`history` and `video_metadata` need one entry per question ({batch}).")
+        if pixel_values is not None and num_patches_list is None:
+            if batch != 1:
+                raise ValueError("`num_patches_list` is required for batch_chat with several samples.")
+            num_patches_list = [[pixel_values.shape[0]]]
+        flags = (
+            normalize_data_flags(data_flag, batch) if pixel_values is not None else [DATA_FLAG_TEXT] * batch
+        )
+        prompts = []
+        for i, (question, history) in enumerate(zip(questions, histories)):
+            patches = num_patches_list[i] if num_patches_list is not None else []
+            question = self._add_default_placeholders(question, history, patches, flags[i])
+            prompts.append(self._build_prompt(tokenizer, question, history))
+        if verbose:
+            for prompt in prompts:
+                logger.info("LangDC prompt:\n%s", prompt)
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        self._check_placeholder_ids(tokenizer)
+        eos_ids = self._chat_eos_ids(tokenizer, generation_config)
+        gen_config = dict(generation_config.to_diff_dict() if isinstance(generation_config, GenerationConfig)
+                          else (generation_config or {}))
+        gen_config["eos_token_id"] = eos_ids
+        gen_config.setdefault("pad_token_id", tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0])
+        output_ids, infos = self.generate(
+            pixel_values=pixel_values,
+            input_ids=encoded["input_ids"].to(self._llm_device),
+            attention_mask=encoded["attention_mask"].to(self._llm_device),
+            num_patches_list=num_patches_list,
+            data_flag=flags,
+            generation_config=gen_config,
+            return_info=True,
+        )
+        responses = [r.strip() for r in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        caption_tokenizer = getattr(self, "expert_tokenizer", None) or tokenizer
+        for info, metadata in zip(infos, video_metadata):
+            info.captions = [caption_tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in info.caption_ids]
+            indices = getattr(metadata, "frames_indices", None)
+            if indices is not None:
+                info.repeated_frames = len(indices) - len(set(int(i) for i in indices))
+        new_histories = [list(h or []) + [(q, r)] for h, q, r in zip(histories, questions, responses)]
+        return responses, new_histories, infos
+
+    @staticmethod
+    def _add_default_placeholders(question: str, history, patches: list[int], flag: int) -> str:
+        """InternVL convention: on the first turn a question without placeholders gets them prepended."""
+        if history or not patches or "<image>" in question or "<video>" in question:
+            return question
+        if flag == DATA_FLAG_VIDEO:
+            return "<video>\n" + question
+        if flag == DATA_FLAG_MULTI_IMAGE:
+            return "".join(f"Image-{i + 1}: <image>\n" for i in range(len(patches))) + question
+        return "<image>\n" + question
+
+    def _build_prompt(self, tokenizer, question: str, history) -> str:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError("The tokenizer has no chat template; load the tokenizer shipped with the checkpoint.")
+        messages = [{"role": "system", "content": self.config.system_message}]
+        for old_question, old_answer in history or []:
+            messages += [{"role": "user", "content": old_question}, {"role": "assistant", "content": old_answer}]
+        messages.append({"role": "user", "content": question})
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _check_placeholder_ids(self, tokenizer) -> None:
+        for token, expected in (("<image>", self.config.image_token_id), ("<video>", self.config.video_token_id)):
+            if tokenizer.convert_tokens_to_ids(token) != expected:
+                raise ValueError(
+                    f"The tokenizer maps {token} to {tokenizer.convert_tokens_to_ids(token)}, the model expects "
+                    f"{expected}: use the tokenizer shipped with the checkpoint."
+                )
+
+    def _chat_eos_ids(self, tokenizer, generation_config) -> list[int]:
+        """EOS ids for the LLM: the model's list plus the tokenizer's EOS (`<|im_end|>` for ChatML)."""
+        configured = self.generation_config.eos_token_id
+        eos = _as_int_list(configured, "eos_token_id") if configured is not None else []
+        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+            eos.append(tokenizer.eos_token_id)
+        if not eos:
+            raise ValueError("No EOS token id: set `eos_token_id` in generation_config.json or on the tokenizer.")
+        return eos
+
+
+__all__ = ["LangDCPreTrainedModel", "LangDCForConditionalGeneration", "LangDCInfo"]
