@@ -565,7 +565,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         timings["vision"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        prompts, prompt_mask = self._expert_prompts(features, plan)
+        prompts = prompt_mask = None
+        if caption_ids is None or self.config.soft_token_layer > 0:
+            prompts, prompt_mask = self._expert_prompts(features, plan)
         if caption_ids is None:
             with torch.no_grad():
                 caption_ids, stopped = self._generate_captions(prompts, prompt_mask, use_cache)
@@ -586,7 +588,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             projected = self.pool_projector(features.to(self._pool_dtype()))
             pooled = pool_patch_tokens(projected, self.config.pool_grid)
             pool_tokens = [pooled[s:e].reshape(-1, pooled.shape[-1]) for s, e in plan.clip_tiles]
-        prompt_lengths = prompt_mask.sum(-1).tolist()
+        prompt_lengths = prompt_mask.sum(-1).tolist() if prompt_mask is not None else [0] * len(plan.clip_tiles)
         return _Media(plan, caption_tokens, pool_tokens, caption_ids, prompt_lengths, timings)
 
     def _caption_dtype(self):
@@ -794,7 +796,6 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         data_flag=None,
         generation_config: GenerationConfig | dict | None = None,
         return_info: bool = False,
-        use_cache: bool = True,
         **generate_kwargs,
     ):
         """Caption the clips, splice and generate with the LLM (InternVL-style entry point).
@@ -806,16 +807,17 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             generation_config: LLM decoding settings (a `GenerationConfig` or a dict); unset values come from the
                 model's `generation_config` (greedy, EOS ids from generation_config.json).
             return_info: also return a list of [`LangDCInfo`], one per sample (captions are not decoded here).
-            use_cache: KV cache for the expert and the LLM.
+            generate_kwargs: further `GenerationConfig` fields or `language_model.generate` arguments;
+                `use_cache` (from here or `generation_config`) applies to the expert and the LLM alike.
 
         Returns:
             `LongTensor [B, new_tokens]` of generated ids (new tokens only), and the infos if `return_info`.
         """
         total_start = time.perf_counter()
+        llm_config = self._llm_generation_config(generation_config, generate_kwargs)
         inputs_embeds, mask, _, media, rows, visual_counts = self._prepare_multimodal(
-            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=use_cache
+            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=llm_config.use_cache
         )
-        llm_config = self._llm_generation_config(generation_config, generate_kwargs, use_cache)
         timer = _PrefillTimer(inputs_embeds.device)
         processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
         processors.append(timer)
@@ -836,16 +838,15 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         timings.update(llm_prefill=prefill_end - llm_start, llm_decode=end - prefill_end, total=end - total_start)
         return output_ids, self._build_infos(media, rows, mask.sum(-1).tolist(), visual_counts, timings)
 
-    def _llm_generation_config(self, generation_config, generate_kwargs: dict, use_cache: bool) -> GenerationConfig:
+    def _llm_generation_config(self, generation_config, generate_kwargs: dict) -> GenerationConfig:
         """The model's generation_config (greedy, EOS list) updated with the caller's settings, never mutated."""
         config = GenerationConfig.from_dict(self.generation_config.to_dict())
         if isinstance(generation_config, GenerationConfig):
             generation_config = generation_config.to_diff_dict()
-        unknown = config.update(**(generation_config or {}), **generate_kwargs)
+        unknown = config.update(**{**(generation_config or {}), **generate_kwargs})
         for key in list(generate_kwargs):
             if key not in unknown:
                 generate_kwargs.pop(key)
-        config.use_cache = use_cache
         return config
 
     def _build_infos(self, media, rows, prompt_lengths, visual_counts, timings) -> list[LangDCInfo]:

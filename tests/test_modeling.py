@@ -1,0 +1,313 @@
+"""Model behaviour on tiny random configs: token accounting, batching, caching, attention backends, errors."""
+
+import contextlib
+import math
+from unittest import mock
+
+import pytest
+import torch
+
+from tests.conftest import video_pixels
+
+GEN = dict(max_new_tokens=5, do_sample=False)
+FORCED_TOKEN = 65  # byte "b" in the byte-level tokenizer: the token forced captions are made of
+
+
+@contextlib.contextmanager
+def forced_caption_lengths(model, lengths):
+    """Bias the expert's logits per row so that row r emits `lengths[r]` tokens and then EOS.
+
+    Only decode-shaped logits (`[N, 1, V]`, one per generation step) are touched; teacher-forced passes are not.
+    """
+    eos = model.config.expert_eos_token_ids[0]
+    step = {"t": 0}
+
+    def hook(module, inputs, logits):
+        if logits.shape[1] != 1:
+            return logits
+        logits = logits.clone()
+        for row, length in enumerate(lengths):
+            logits[row, -1, :] = -1e4
+            logits[row, -1, eos if step["t"] >= length else FORCED_TOKEN] = 1e4
+        step["t"] += 1
+        return logits
+
+    handle = model.expert.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def count_calls(obj, name):
+    original = getattr(obj, name)
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    with mock.patch.object(obj, name, side_effect=wrapper):
+        yield calls
+
+
+def video_question(num_frames):
+    return "".join(f"Frame{i + 1}: <image>\n" for i in range(num_frames)) + "What happens?"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# variable soft-token budget
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("soft_token_layer", [0, 1, 2])
+def test_soft_tokens_follow_generated_caption_length(make_model, tokenizer, soft_token_layer):
+    model = make_model(soft_token_layer=soft_token_layer)
+    lengths = [3, 7, 0, 5]
+    with forced_caption_lengths(model, lengths):
+        _, info = model.chat(
+            tokenizer, video_pixels(16), video_question(16), GEN,
+            num_patches_list=[1] * 16, data_flag=3, return_info=True,
+        )
+    assert info.tokens_per_clip == lengths
+    assert [len(ids) for ids in info.caption_ids] == lengths
+    assert info.captions == ["b" * n for n in lengths]
+    pool = 16 * model.config.pool_grid**2
+    assert info.pool_tokens == pool
+    assert info.visual_tokens == pool + sum(lengths)
+    assert info.full_visual_tokens == 16 * model.config.patches_per_tile
+
+
+def test_unforced_captions_stop_at_max_caption_tokens(model, tokenizer):
+    _, info = model.chat(tokenizer, video_pixels(8), "<video>\nDescribe.", GEN, num_patches_list=[1] * 8,
+                         data_flag=3, return_info=True)
+    for n, ids in zip(info.tokens_per_clip, info.caption_ids):
+        assert n == len(ids) <= model.config.max_caption_tokens
+        assert not set(ids) & set(model.config.expert_eos_token_ids)
+
+
+def test_official_soft_token_compat_reproduces_off_by_one(make_model, tokenizer):
+    model = make_model(official_soft_token_compat=True)
+    with forced_caption_lengths(model, [3, 7, 1, 5]):
+        _, info = model.chat(tokenizer, video_pixels(16), video_question(16), GEN, num_patches_list=[1] * 16,
+                             data_flag=3, return_info=True)
+    # [last prompt token] + caption; the longest generated sequence (7 + EOS) loses its last vector
+    assert info.tokens_per_clip == [4, 7, 2, 6]
+
+
+@pytest.mark.parametrize("soft_token_layer", [0, 2])
+def test_teacher_forced_forward_matches_generated_captions(make_model, tokenizer, soft_token_layer):
+    """Inference (generated captions) and training (teacher-forced caption_ids) build the same soft tokens."""
+    model = make_model(soft_token_layer=soft_token_layer)
+    prompt = tokenizer(["<video>\nWhat happens?"], return_tensors="pt")
+    pixels = video_pixels(8)
+    with forced_caption_lengths(model, [2, 6]), torch.no_grad():
+        generated = model(**prompt, pixel_values=pixels, num_patches_list=[[1] * 8], data_flag=3)
+    caption_ids = [[FORCED_TOKEN] * 2, [FORCED_TOKEN] * 6]
+    with torch.no_grad():
+        forced = model(**prompt, pixel_values=pixels, num_patches_list=[[1] * 8], data_flag=3, caption_ids=caption_ids)
+    assert generated.tokens_per_clip == forced.tokens_per_clip == [[2, 6]]
+    torch.testing.assert_close(generated.logits, forced.logits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batching, one expert call, cache
+# ---------------------------------------------------------------------------------------------------------------
+def mixed_batch():
+    """(pixel_values, questions, num_patches_list, data_flags) for an image, two images and a video."""
+    pixels = torch.cat([video_pixels(3, seed=1), video_pixels(3, seed=2), video_pixels(6, seed=3)])
+    questions = ["<image>\nWhat is it?", "Image-1: <image>\nImage-2: <image>\nSame?", video_question(6)]
+    return pixels, questions, [[3], [1, 2], [1] * 6], [1, 2, 3]
+
+
+def test_exactly_one_expert_generate_per_call(model, tokenizer):
+    with count_calls(model.expert, "generate") as calls:
+        model.chat(tokenizer, video_pixels(16), video_question(16), GEN, num_patches_list=[1] * 16, data_flag=3)
+    assert len(calls) == 1
+    pixels, questions, patches, flags = mixed_batch()
+    with count_calls(model.expert, "generate") as calls, count_calls(model.vision_model, "forward") as vision:
+        model.batch_chat(tokenizer, pixels, questions, GEN, num_patches_list=patches, data_flag=flags)
+    assert len(calls) == 1 and len(vision) == 1
+
+
+def test_batch_chat_equals_individual_chats(model, tokenizer):
+    pixels, questions, patches, flags = mixed_batch()
+    batch_responses, batch_infos = model.batch_chat(
+        tokenizer, pixels, questions, GEN, num_patches_list=patches, data_flag=flags, return_info=True
+    )
+    offset = 0
+    for i, question in enumerate(questions):
+        tiles = sum(patches[i])
+        response, info = model.chat(tokenizer, pixels[offset : offset + tiles], question, GEN,
+                                    num_patches_list=patches[i], data_flag=flags[i], return_info=True)
+        offset += tiles
+        assert response == batch_responses[i]
+        assert info.tokens_per_clip == batch_infos[i].tokens_per_clip
+        assert info.caption_ids == batch_infos[i].caption_ids
+        assert info.visual_tokens == batch_infos[i].visual_tokens
+
+
+def test_use_cache_false_equals_use_cache_true(model, tokenizer):
+    args = (tokenizer, video_pixels(8), video_question(8))
+    kwargs = dict(num_patches_list=[1] * 8, data_flag=3, return_info=True)
+    cached, cached_info = model.chat(*args, dict(GEN, use_cache=True), **kwargs)
+    uncached, uncached_info = model.chat(*args, dict(GEN, use_cache=False), **kwargs)
+    assert cached == uncached
+    assert cached_info.caption_ids == uncached_info.caption_ids
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data_flag, placeholders and block layouts
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "question, patches, flag, clips",
+    [
+        ("<image>\nWhat is it?", [3], 1, 1),
+        ("What is it?", [2], 1, 1),  # placeholder added by chat
+        ("Image-1: <image>\nImage-2: <image>\nDiffer?", [2, 1], 2, 2),
+        (video_question(10), [1] * 10, 3, 3),
+        ("<video>\nWhat happens?", [1] * 10, 3, 3),
+        ("What happens?", [1] * 7, 3, 2),  # <video> added by chat
+    ],
+)
+def test_token_accounting_per_data_flag(model, tokenizer, question, patches, flag, clips):
+    tiles = sum(patches)
+    _, info = model.chat(tokenizer, video_pixels(tiles), question, GEN, num_patches_list=patches, data_flag=flag,
+                         return_info=True)
+    config = model.config
+    assert info.num_clips == len(info.tokens_per_clip) == clips
+    assert info.num_frames == tiles
+    assert info.pool_tokens == tiles * config.pool_grid**2
+    assert info.visual_tokens == info.pool_tokens + sum(info.tokens_per_clip)
+    assert info.full_visual_tokens == tiles * config.patches_per_tile
+    assert info.llm_prefill_flops > info.llm_prefill_flops_fastv > 0
+    assert info.expert_flops > 0
+    assert set(info.timings) == {"vision", "expert", "llm_prefill", "llm_decode", "total"}
+
+
+@pytest.mark.parametrize("layout", ["per_clip", "pool_then_captions"])
+@pytest.mark.parametrize("use_pool_branch", [True, False])
+@pytest.mark.parametrize("per_frame_placeholders", [True, False])
+def test_block_layout_places_blocks(make_model, tokenizer, layout, use_pool_branch, per_frame_placeholders):
+    model = make_model(block_layout=layout, use_pool_branch=use_pool_branch)
+    assert (model.pool_projector is not None) == use_pool_branch
+    frames = 6  # clips of 4 and 2 frames
+    question = video_question(frames) if per_frame_placeholders else "<video>\nWhat happens?"
+    ids = tokenizer([question], return_tensors="pt")
+    with forced_caption_lengths(model, [2, 3]), torch.no_grad():
+        embeds, mask, _, media, rows, visual = model._prepare_multimodal(
+            ids["input_ids"], ids["attention_mask"], video_pixels(frames), [[1] * frames], 3
+        )
+    pool = media.pool_tokens or [torch.zeros(0, embeds.shape[-1])] * 2
+    cap = media.caption_tokens
+    if layout == "pool_then_captions":
+        at_first = [pool[0], pool[1], cap[0], cap[1]]  # the whole video block at the first placeholder
+    elif per_frame_placeholders:
+        at_first = [pool[0], cap[0]]  # clip 1 goes at frame 5's placeholder
+    else:
+        at_first = [pool[0], cap[0], pool[1], cap[1]]
+    block = torch.cat(at_first)
+    first = rows[0].index(model.config.image_token_id if per_frame_placeholders else model.config.video_token_id)
+    start = embeds.shape[1] - int(mask.sum()) + first  # left padding, then the text before the placeholder
+    torch.testing.assert_close(embeds[0, start : start + block.shape[0]], block)
+    assert visual == [(frames * 4 if use_pool_branch else 0) + 5]
+    text_tokens = len(rows[0]) - (frames if per_frame_placeholders else 1)
+    assert int(mask.sum()) == text_tokens + visual[0]
+
+
+def test_text_only_chat_and_history(model, tokenizer):
+    response, history, info = model.chat(tokenizer, None, "Hello?", GEN, return_history=True, return_info=True)
+    assert isinstance(response, str) and info.visual_tokens == 0 and info.tokens_per_clip == []
+    pixels = video_pixels(2)
+    _, history = model.chat(tokenizer, pixels, "<image>\nWhat is it?", GEN, num_patches_list=[2], return_history=True)
+    # the follow-up turn reuses the first turn's placeholder and the same pixel_values
+    _, history, info = model.chat(tokenizer, pixels, "And then?", GEN, history=history, num_patches_list=[2],
+                                  return_history=True, return_info=True)
+    assert len(history) == 2 and info.num_clips == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training path
+# ---------------------------------------------------------------------------------------------------------------
+def test_forward_with_labels_trains_llm_side(make_model, tokenizer):
+    model = make_model().train()
+    text = tokenizer(["<video>\nWhat happens? A ball rolls."], return_tensors="pt")
+    labels = text["input_ids"].clone()
+    labels[:, :10] = -100
+    out = model(**text, pixel_values=video_pixels(8), num_patches_list=[[1] * 8], data_flag=3,
+                caption_ids=[[70, 71, 72], [73]], labels=labels)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    for module in (model.caption_projector, model.pool_projector, model.language_model):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    assert out.tokens_per_clip == [[3, 1]]
+    # layer-0 soft tokens are caption embeddings: with teacher forcing the expert's prompt is never built
+    assert model.expert_projector[0].weight.grad is None
+
+
+def test_expert_caption_loss_trains_expert(make_model):
+    model = make_model().train()
+    loss = model.expert_caption_loss(video_pixels(8), [[70, 71, 72], [73]], [[1] * 8], data_flag=3)
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert model.expert.get_input_embeddings().weight.grad is not None
+    assert model.expert_projector[0].weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------------------------------
+def test_placeholder_count_mismatch(model, tokenizer):
+    with pytest.raises(ValueError, match=r"2 <image> placeholders but num_patches_list has 3 images"):
+        model.chat(tokenizer, video_pixels(3), "<image>\n<image>\nSame?", GEN, num_patches_list=[1, 1, 1],
+                   data_flag=2)
+    with pytest.raises(ValueError, match=r"one <image> per frame"):
+        model.chat(tokenizer, video_pixels(4), "<image>\nWhat?", GEN, num_patches_list=[1] * 4, data_flag=3)
+    with pytest.raises(ValueError, match=r"data_flag=1 is a single image"):
+        model.chat(tokenizer, video_pixels(2), "<image>\n<image>\nSame?", GEN, num_patches_list=[1, 1], data_flag=1)
+
+
+def test_num_patches_sum_mismatch(model, tokenizer):
+    with pytest.raises(ValueError, match=r"sum\(num_patches_list\) = 2 but pixel_values holds 3"):
+        model.chat(tokenizer, video_pixels(3), "<image>\nWhat?", GEN, num_patches_list=[2])
+
+
+@pytest.mark.parametrize("flag", [5, -1, [1, 7]])
+def test_unknown_data_flag(model, tokenizer, flag):
+    with pytest.raises(ValueError, match=r"data_flag"):
+        model.chat(tokenizer, video_pixels(1), "<image>\nWhat?", GEN, num_patches_list=[1], data_flag=flag)
+
+
+def test_prompt_longer_than_context_fails_before_the_llm(make_model, tokenizer):
+    model = make_model(text_config={"max_position_embeddings": 120})
+    # text alone is too long: rejected before the expert runs
+    with count_calls(model.expert, "generate") as expert_calls, pytest.raises(ValueError, match="LLM context of 120"):
+        model.chat(tokenizer, video_pixels(4), "<video>\n" + "x" * 200, GEN, num_patches_list=[1] * 4, data_flag=3)
+    assert not expert_calls
+    # text + pool tokens fit, the captions do not: rejected after the expert, before the LLM
+    with count_calls(model.language_model, "generate") as llm_calls, forced_caption_lengths(model, [24, 24]):
+        with pytest.raises(ValueError, match="text \\+ visual tokens"):
+            model.chat(tokenizer, video_pixels(8), "<video>\nWhat?", GEN, num_patches_list=[1] * 8, data_flag=3)
+    assert not llm_calls
+
+
+def test_tokenizer_without_matching_placeholders(model, tokenizer):
+    with mock.patch.object(model.config, "video_token_id", 999):
+        with pytest.raises(ValueError, match="maps <video>"):
+            model.chat(tokenizer, None, "Hi", GEN)
+
+
+def test_flops_formula_by_hand(model):
+    from tools.remote_code import import_remote
+
+    flops = import_remote("flops_langdc")
+    cfg = model.config.text_config
+    n, d, m, L, V = 10, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
+    g, dh = cfg.num_key_value_heads, d // cfg.num_attention_heads
+    expected = L * (4 * n * d * d + 4 * n * d * g * dh + 6 * n * d * m + 4 * n * n * d) + 2 * d * V
+    assert flops.decoder_prefill_flops(cfg, n) == expected
+    assert flops.decoder_prefill_flops_fastv(cfg, n) == L * (4 * n * d * d + 2 * n * n * d + 2 * n * d * m)
+    # decoding one token with an empty cache is the same work as prefilling one token
+    assert flops.decoder_decode_flops(cfg, 0, 1) == flops.decoder_prefill_flops(cfg, 1)
+    with pytest.raises(ValueError):
+        flops.decoder_prefill_flops(cfg, -1)
+    assert math.isclose(flops.decoder_decode_flops(cfg, 5, 0), 0)
