@@ -540,6 +540,24 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             targets[i, start - 1 : start + len(ids)] = torch.tensor(ids + [eos], dtype=torch.long)
         return F.cross_entropy(outputs.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
+    @torch.no_grad()
+    def caption_clips(self, pixel_values: torch.Tensor, num_patches_list: list[list[int]], data_flag=None) -> list[list[int]]:
+        """Caption every clip with the expert alone (one batched `generate`), without the LLM.
+
+        Args:
+            pixel_values: `[F, 3, H, W]` tiles/frames of all samples.
+            num_patches_list: per sample, tiles per image (data_flag 1/2) or per frame (data_flag 3).
+            data_flag: per-sample flags.
+
+        Returns:
+            One list of expert token ids per clip (EOS excluded), clips of all samples in order.
+        """
+        flags = normalize_data_flags(data_flag, len(num_patches_list))
+        plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
+        prompts, prompt_mask = self._expert_prompts(self.get_image_features(pixel_values.to(self.device)), plan)
+        captions, _ = self._generate_captions(prompts, prompt_mask, use_cache=True)
+        return captions
+
     def _plan_media_without_prompt(self, num_patches_list, flags, num_tiles) -> _MediaPlan:
         """Plan for media that is not tied to a prompt (expert training): one placeholder per image or frame."""
         rows = []
@@ -745,12 +763,19 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 generates them (no gradient through generation).
             labels: `[B, L]` targets aligned with `input_ids` (`-100` = ignored); visual positions are ignored.
 
+            Without `input_ids` (but with `pixel_values` and `caption_ids`), the LLM is not run and `loss` is the
+            expert's caption cross-entropy ([`expert_caption_loss`], training stage II); routing it through
+            `forward` keeps DDP/FSDP wrappers in the loop.
+
         Returns:
             [`LangDCCausalLMOutputWithPast`]; `logits` and `attention_mask` are over the spliced sequence.
 
         Raises:
             ValueError: on placeholder / `num_patches_list` / `pixel_values` mismatches or an over-long prompt.
         """
+        if input_ids is None and inputs_embeds is None and pixel_values is not None and caption_ids is not None:
+            loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag)
+            return LangDCCausalLMOutputWithPast(loss=loss)
         media = None
         if inputs_embeds is None and (pixel_values is not None or past_key_values is None):
             inputs_embeds, attention_mask, labels, media, _, _ = self._prepare_multimodal(

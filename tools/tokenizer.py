@@ -1,11 +1,14 @@
-"""Byte-level tokenizer for the random tiny checkpoint.
+"""Tokenizers of the LangDC checkpoints: byte-level BPE with ChatML and media special tokens.
 
-A byte-level BPE with no merges: 256 byte tokens plus the ChatML and media special tokens. It needs no
-corpus, so it is deterministic, and it encodes any text. The trained checkpoint (issue 3) replaces it with
-a BPE trained on its caption corpus.
+- `build_byte_tokenizer()`: no merges, 256 byte tokens; needs no corpus (the random skeleton checkpoint).
+- `train_bpe_tokenizer(texts, vocab_size)`: BPE trained on a corpus with `tokenizers` (the trained checkpoint).
+
+Both are saved as transformers' built-in tokenizers backend class, so no remote tokenizer code is needed.
 """
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 PAD_TOKEN = "<|endoftext|>"
@@ -32,12 +35,41 @@ CHAT_TEMPLATE = (
 
 
 def build_byte_tokenizer() -> PreTrainedTokenizerFast:
-    """Return a byte-level tokenizer: ids 0-255 are bytes, then `SPECIAL_TOKENS` in order (256...)."""
+    """Return a byte-level tokenizer: ids 0-255 are bytes, the special tokens follow (ids >= 256)."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {symbol: index for index, symbol in enumerate(alphabet)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
+    return _wrap(backend)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on `texts`; the special tokens take ids 0-4, the 256 bytes follow, then merges.
+
+    Words are split on spaces and punctuation (GPT-2 regex), so a small corpus gives near word-level tokens and
+    a caption's token count follows its word count.
+
+    Raises:
+        ValueError: if `vocab_size` cannot hold the special tokens and the byte alphabet.
+    """
+    minimum = len(SPECIAL_TOKENS) + len(pre_tokenizers.ByteLevel.alphabet())
+    if vocab_size <= minimum:
+        raise ValueError(f"`vocab_size` must be > {minimum} (special tokens + bytes), got {vocab_size}.")
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return _wrap(backend)
+
+
+def _wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token=IM_END,

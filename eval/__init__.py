@@ -1,0 +1,1 @@
+"""Evaluation of LangDC checkpoints on the synthvid test split."""

@@ -1,0 +1,204 @@
+"""Evaluate a LangDC checkpoint on a synthvid split through the public `batch_chat` API, from the mp4 files.
+
+    python -m eval.evaluate --model . --data data/synthvid --split test --output eval/results
+
+Reports (JSON + PNG plots): multiple-choice accuracy overall and per task type, seen and unseen compositions
+separately; soft tokens per clip and per video; the Spearman correlation between a clip's ground-truth event
+count and its token count; visual tokens into the LLM against the uncompressed count; mean stage timings.
+"""
+
+import argparse
+import json
+import os
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoProcessor, AutoTokenizer
+
+from synthvid import format_question
+from train.data import MC_SUFFIX, read_split
+
+LETTERS = "ABCD"
+ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
+
+
+def parse_letter(response: str) -> int | None:
+    """Index of the chosen option from a response such as "(B) left" or "B) left"; None if there is none."""
+    match = ANSWER_PATTERN.search(response) or re.match(r"\s*([A-D])\b", response)
+    return LETTERS.index(match.group(1)) if match else None
+
+
+def samples(records, max_videos: int | None):
+    for record in records[:max_videos]:
+        for question in record["questions"]:
+            yield record, question
+
+
+def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
+             max_new_tokens: int = 12) -> dict:
+    """Run every multiple-choice question of `split` and collect per-question and per-video results."""
+    records = read_split(data_dir, split)
+    pixel_cache = {}
+    questions, videos = [], {}
+    pending = list(samples(records, max_videos))
+    generation = dict(max_new_tokens=max_new_tokens, do_sample=False)
+    for start in tqdm(range(0, len(pending), batch_size), desc=f"evaluating {split}"):
+        batch = pending[start : start + batch_size]
+        pixels, patches = [], []
+        for record, _ in batch:
+            if record["id"] not in pixel_cache:
+                pixel_cache.clear()  # questions of one video are consecutive
+                pixel_cache[record["id"]] = processor.load_video(str(data_dir / record["video"]))
+            values, num_patches = pixel_cache[record["id"]]
+            pixels.append(values)
+            patches.append(num_patches)
+        prompts = [f"<video>\n{format_question(q)}\n{MC_SUFFIX}" for _, q in batch]
+        responses, infos = model.batch_chat(
+            tokenizer, torch.cat(pixels).to(model.dtype), prompts, generation, num_patches_list=patches,
+            data_flag=3, return_info=True,
+        )
+        for (record, question), response, info in zip(batch, responses, infos):
+            predicted = parse_letter(response)
+            questions.append({
+                "video": record["id"], "task": question["task"], "unseen": bool(record.get("unseen")),
+                "answer": question["answer"], "predicted": predicted, "correct": predicted == question["answer"],
+                "response": response,
+            })
+            videos[record["id"]] = {
+                "tokens_per_clip": info.tokens_per_clip, "events_per_clip": record["clip_event_counts"],
+                "visual_tokens": info.visual_tokens, "full_visual_tokens": info.full_visual_tokens,
+                "captions": info.captions, "truth": record["clip_captions"], "unseen": bool(record.get("unseen")),
+                "timings": info.timings,
+            }
+    return {"questions": questions, "videos": videos}
+
+
+def accuracy(rows) -> dict:
+    rows = list(rows)
+    return {"accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
+
+
+def summarize(results: dict) -> dict:
+    questions, videos = results["questions"], list(results["videos"].values())
+    per_task = defaultdict(list)
+    for row in questions:
+        per_task[row["task"]].append(row)
+    tokens = [t for v in videos for t in v["tokens_per_clip"]]
+    events = [e for v in videos for e in v["events_per_clip"]]
+    rho, p_value = spearmanr(events, tokens) if len(set(tokens)) > 1 else (float("nan"), float("nan"))
+    visual = sum(v["visual_tokens"] for v in videos) / len(videos)
+    full = sum(v["full_visual_tokens"] for v in videos) / len(videos)
+    exact_captions = sum(c == t for v in videos for c, t in zip(v["captions"], v["truth"]))
+    timings = defaultdict(float)
+    for v in videos:
+        for name, seconds in v["timings"].items():
+            timings[name] += seconds / len(videos)
+    return {
+        "overall": accuracy(questions),
+        "seen": accuracy(r for r in questions if not r["unseen"]),
+        "unseen": accuracy(r for r in questions if r["unseen"]),
+        "per_task": {task: accuracy(rows) for task, rows in sorted(per_task.items())},
+        "per_task_unseen": {task: accuracy(r for r in rows if r["unseen"]) for task, rows in sorted(per_task.items())},
+        "unparsed_responses": sum(r["predicted"] is None for r in questions),
+        "videos": len(videos),
+        "mean_soft_tokens_per_clip": sum(tokens) / len(tokens),
+        "mean_soft_tokens_per_video": sum(tokens) / len(videos),
+        "spearman_events_vs_tokens": {"rho": rho, "p_value": p_value, "clips": len(tokens)},
+        "exact_clip_captions": exact_captions / len(tokens),
+        "mean_visual_tokens": visual,
+        "mean_full_visual_tokens": full,
+        "visual_token_ratio": visual / full,
+        "mean_timings_s_per_batch_call": dict(timings),
+    }
+
+
+def plot(results: dict, summary: dict, output: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    videos = list(results["videos"].values())
+    events = [e for v in videos for e in v["events_per_clip"]]
+    tokens = [t for v in videos for t in v["tokens_per_clip"]]
+    figure, axis = plt.subplots(figsize=(5, 4))
+    generator = torch.Generator().manual_seed(0)
+    jitter = (torch.rand(len(events), generator=generator) - 0.5) * 0.3
+    axis.scatter([e + j for e, j in zip(events, jitter.tolist())], tokens, s=6, alpha=0.4)
+    by_events = defaultdict(list)
+    for e, t in zip(events, tokens):
+        by_events[e].append(t)
+    xs = sorted(by_events)
+    axis.plot(xs, [sum(by_events[x]) / len(by_events[x]) for x in xs], "o-", color="black", label="mean")
+    rho = summary["spearman_events_vs_tokens"]["rho"]
+    axis.set(xlabel="ground-truth events in the clip", ylabel="soft caption tokens", title=f"Spearman rho = {rho:.2f}")
+    axis.legend()
+    figure.tight_layout()
+    paths = [output / "tokens_vs_events.png"]
+    _save_figure(figure, paths[0])
+
+    tasks = list(summary["per_task"])
+    figure, axis = plt.subplots(figsize=(7, 4))
+    seen = [summary["per_task"][t]["accuracy"] or 0 for t in tasks]
+    unseen = [summary["per_task_unseen"][t]["accuracy"] or 0 for t in tasks]
+    positions = range(len(tasks))
+    axis.bar([p - 0.2 for p in positions], seen, width=0.4, label="all test questions")
+    axis.bar([p + 0.2 for p in positions], unseen, width=0.4, label="unseen compositions")
+    axis.axhline(0.25, color="gray", linestyle="--", label="chance")
+    axis.set_xticks(list(positions), tasks, rotation=30, ha="right")
+    axis.set(ylabel="accuracy", ylim=(0, 1), title=f"overall {summary['overall']['accuracy']:.1%}")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    paths.append(output / "accuracy_per_task.png")
+    _save_figure(figure, paths[1])
+    return paths
+
+
+def _save_figure(figure, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    figure.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+def _write_json(data, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=".")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-videos", type=int, default=None)
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos)
+    summary = summarize(results)
+    summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
+                   wall_seconds=time.perf_counter() - started)
+    args.output.mkdir(parents=True, exist_ok=True)
+    _write_json(summary, args.output / f"{args.split}_summary.json")
+    _write_json(results, args.output / f"{args.split}_details.json")
+    plots = plot(results, summary, args.output)
+    print(json.dumps({k: summary[k] for k in ("overall", "seen", "unseen", "spearman_events_vs_tokens",
+                                              "mean_soft_tokens_per_clip", "visual_token_ratio",
+                                              "exact_clip_captions")}, indent=2, default=float))
+    print("per task:", {t: round(v["accuracy"], 3) for t, v in summary["per_task"].items()})
+    print("wrote", ", ".join(str(p) for p in [args.output / f"{args.split}_summary.json", *plots]))
+
+
+if __name__ == "__main__":
+    main()

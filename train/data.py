@@ -1,0 +1,152 @@
+"""Datasets and collator for the three training stages on a synthvid folder (`python -m synthvid.build`).
+
+Videos are decoded once with the model's own processor (`processor.load_video`, the inference path) and cached
+as float16 `pixel_values`; every stage then reads the cache.
+
+- stage 1 (alignment): "<video> Describe the video." -> the whole-video caption, pool tokens only (no soft
+  caption tokens), so the vision tower and the pool projector learn to carry the video into the LLM;
+- stage 2 (expert): clip captions, the expert's caption cross-entropy with EOS (density-aware supervision);
+- stage 3 (QA): multiple-choice and open questions; soft tokens from `caption_ids`, either the expert's own
+  generated captions (what inference sees) or the ground truth.
+"""
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from synthvid import format_answer, format_question, open_question
+
+IGNORE_INDEX = -100
+DESCRIBE_PROMPT = "Describe the video."
+MC_SUFFIX = "Answer with the option's letter."
+OPEN_SUFFIX = "Answer briefly."
+
+
+def read_split(data_dir: Path, split: str) -> list[dict]:
+    """Records of `DIR/{split}.jsonl`. Raises `ValueError` if the file is missing."""
+    path = Path(data_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: build the data with `python -m synthvid.build --out {data_dir}`.")
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def load_pixel_cache(data_dir: Path, split: str, processor, num_frames: int) -> torch.Tensor:
+    """`[N_videos, num_frames, 3, S, S]` float16 pixel values of a split, decoded once and cached on disk."""
+    size = processor.image_processor.image_size
+    cache = Path(data_dir) / "cache" / f"{split}-{num_frames}f-{size}px.pt"
+    if cache.is_file():
+        return torch.load(cache, weights_only=True)
+    records = read_split(data_dir, split)
+    frames = []
+    for record in tqdm(records, desc=f"decoding {split} videos"):
+        pixel_values, _ = processor.load_video(str(Path(data_dir) / record["video"]), num_segments=num_frames)
+        frames.append(pixel_values.to(torch.float16))
+    pixels = torch.stack(frames)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save(pixels, tmp)
+    os.replace(tmp, cache)
+    return pixels
+
+
+def chat_example(tokenizer, system_message: str, user: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of a one-turn chat and labels that supervise only the answer and its `<|im_end|>`."""
+    messages = [{"role": "system", "content": system_message}, {"role": "user", "content": user}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+class StageDataset(Dataset):
+    """Examples of one training stage. Each item: `video` (index into the pixel cache) plus stage fields.
+
+    Args:
+        records: the split's JSONL records.
+        stage: 1, 2 or 3.
+        tokenizer: the checkpoint tokenizer (shared by the expert and the LLM).
+        system_message: the LLM system prompt (`config.system_message`).
+        generated_captions: stage 3 only: per video, the expert's own clip captions (token ids); when given, a
+            fraction `1 - ground_truth_fraction` of the examples uses them instead of the ground truth.
+        open_fraction: stage 3: share of questions asked open-ended (short answer) instead of multiple choice.
+        seed: sampling seed.
+    """
+
+    def __init__(self, records, stage: int, tokenizer, system_message: str, generated_captions=None,
+                 ground_truth_fraction: float = 0.0, open_fraction: float = 0.2, seed: int = 0):
+        if stage not in (1, 2, 3):
+            raise ValueError(f"`stage` must be 1, 2 or 3, got {stage}.")
+        self.stage = stage
+        self.tokenizer = tokenizer
+        self.system_message = system_message
+        self.clip_caption_ids = [
+            [tokenizer(c, add_special_tokens=False)["input_ids"] for c in record["clip_captions"]] for record in records
+        ]
+        self.generated = generated_captions
+        rng = random.Random(seed)
+        self.items = []
+        for index, record in enumerate(records):
+            if stage == 1:
+                self.items.append((index, *chat_example(tokenizer, system_message, f"<video>\n{DESCRIBE_PROMPT}",
+                                                        record["video_caption"]), False))
+            elif stage == 2:
+                self.items.append((index, None, None, False))
+            else:
+                for question in record["questions"]:
+                    if rng.random() < open_fraction:
+                        text, answer = open_question(question)
+                        user = f"<video>\n{text}\n{OPEN_SUFFIX}"
+                    else:
+                        user, answer = f"<video>\n{format_question(question)}\n{MC_SUFFIX}", format_answer(question)
+                    use_truth = generated_captions is None or rng.random() < ground_truth_fraction
+                    self.items.append((index, *chat_example(tokenizer, system_message, user, answer), use_truth))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        video, input_ids, labels, use_truth = self.items[i]
+        if self.stage == 1:
+            captions = [[] for _ in self.clip_caption_ids[video]]  # pool tokens only
+        elif self.stage == 2 or use_truth:
+            captions = self.clip_caption_ids[video]
+        else:
+            captions = self.generated[video]
+        return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
+
+
+@dataclass
+class LangDCCollator:
+    """Batches stage items: right-padded `input_ids`/`labels`, concatenated `pixel_values` of the videos, one
+    `num_patches_list` entry (one tile per frame) and `data_flag=3` per sample, `caption_ids` flattened per clip."""
+
+    pixels: torch.Tensor  # [N_videos, T, 3, S, S] float16
+    pad_token_id: int
+
+    def __call__(self, items: list[dict]) -> dict:
+        frames = self.pixels.shape[1]
+        batch = {
+            "pixel_values": torch.cat([self.pixels[item["video"]] for item in items]).float(),
+            "num_patches_list": [[1] * frames for _ in items],
+            "data_flag": [3] * len(items),
+            "caption_ids": [clip for item in items for clip in item["caption_ids"]],
+        }
+        if items[0]["input_ids"] is not None:
+            length = max(len(item["input_ids"]) for item in items)
+            ids = torch.full((len(items), length), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            labels = torch.full_like(ids, IGNORE_INDEX)
+            for row, item in enumerate(items):
+                n = len(item["input_ids"])
+                ids[row, :n] = torch.tensor(item["input_ids"])
+                mask[row, :n] = 1
+                labels[row, :n] = torch.tensor(item["labels"])
+            batch.update(input_ids=ids, attention_mask=mask, labels=labels)
+        return batch

@@ -1,0 +1,160 @@
+"""Run one LangDC training stage.
+
+    python -m train.run --data data/synthvid --stage 1 --init tools/configs/synthvid.json --output runs/stage1
+    python -m train.run --data data/synthvid --stage 2 --init runs/stage1 --output runs/stage2
+    python -m train.run --data data/synthvid --stage 3 --init runs/stage2 --output runs/stage3
+
+`--init` is a config spec (stage 1: a BPE tokenizer is trained on the split's text, the model starts random) or
+a checkpoint folder of the previous stage. The same command runs on CPU, one GPU, or several GPUs / nodes under
+`accelerate launch -m train.run ...` (DeepSpeed or FSDP through the accelerate config). `--resume` continues from
+the last `Trainer` checkpoint in `OUTPUT/trainer`. The output folder is a complete checkpoint (remote code,
+tokenizer, processor) that loads with `AutoModel.from_pretrained(..., trust_remote_code=True)`.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainingArguments
+
+from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
+from tools.remote_code import import_remote
+from tools.tokenizer import train_bpe_tokenizer
+from train.data import (DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LangDCCollator, StageDataset, load_pixel_cache,
+                        read_split)
+from train.stages import LangDCTrainer, count_trainable, freeze_for_stage, set_threads
+
+CAPTION_BATCH_VIDEOS = 32
+
+
+def corpus(records, config_spec: dict) -> list[str]:
+    """Every text the model will read or write: captions, questions, answers and the fixed prompts."""
+    from synthvid import format_answer, format_question, open_question
+
+    texts = [DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, config_spec.get("expert_prompt", ""),
+             import_remote("configuration_langdc").DEFAULT_SYSTEM_MESSAGE]
+    for record in records:
+        texts += record["clip_captions"] + [record["video_caption"]]
+        for question in record["questions"]:
+            texts += [format_question(question), format_answer(question), *open_question(question)]
+    return texts
+
+
+def initial_model(init: Path, records, vocab_size: int, seed: int):
+    """(model fp32, tokenizer, processor) from a config spec (new tokenizer, random weights) or a checkpoint."""
+    if init.suffix == ".json":
+        spec = json.loads(init.read_text())
+        tokenizer = train_bpe_tokenizer(corpus(records, spec), vocab_size)
+        config = build_config(spec, tokenizer)
+        model = build_model(config, seed=seed, dtype=torch.float32)
+        return model, tokenizer, build_processor(config, tokenizer)
+    from transformers import AutoProcessor
+
+    modeling = import_remote("modeling_langdc")
+    model = modeling.LangDCForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(init, trust_remote_code=True)
+    return model, processor.tokenizer, processor
+
+
+@torch.no_grad()
+def generate_captions(model, pixels: torch.Tensor, batch_videos: int = CAPTION_BATCH_VIDEOS) -> list[list[list[int]]]:
+    """The expert's own captions of every clip of every video (what stage 3 soft tokens see at inference)."""
+    model.eval()
+    frames = pixels.shape[1]
+    clips_per_video = -(-frames // model.config.frames_per_clip)
+    captions = []
+    for start in range(0, len(pixels), batch_videos):
+        chunk = pixels[start : start + batch_videos]
+        ids = model.caption_clips(chunk.flatten(0, 1).float(), [[1] * frames] * len(chunk), [3] * len(chunk))
+        captions += [ids[i : i + clips_per_video] for i in range(0, len(ids), clips_per_video)]
+    return captions
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
+    parser.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    parser.add_argument("--init", type=Path, required=True, help="config spec .json (stage 1) or checkpoint folder")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-steps", type=int, default=-1)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--warmup-ratio", type=float, default=0.05)
+    parser.add_argument("--vocab-size", type=int, default=512, help="stage 1 from a spec: BPE vocabulary size")
+    parser.add_argument("--ground-truth-fraction", type=float, default=0.3,
+                        help="stage 3: share of examples whose soft tokens come from ground-truth captions")
+    parser.add_argument("--open-fraction", type=float, default=0.2, help="stage 3: share of open-ended questions")
+    parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
+    parser.add_argument("--logging-steps", type=int, default=25)
+    parser.add_argument("--save-steps", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT/trainer")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+
+    records = read_split(args.data, "train")[: args.train_videos]
+    model, tokenizer, processor = initial_model(args.init, records, args.vocab_size, args.seed)
+    pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames)[: len(records)]
+    generated = None
+    if args.stage == 3 and args.ground_truth_fraction < 1.0:
+        generated = generate_captions(model, pixels)
+    dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
+                           args.ground_truth_fraction, args.open_fraction, args.seed)
+    trainable = freeze_for_stage(model, args.stage)
+    model.train()
+    print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
+          f"{count_trainable(model)}")
+
+    training_args = TrainingArguments(
+        output_dir=str(args.output / "trainer"),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.lr,
+        lr_scheduler_type="cosine",
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=0.0,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        logging_steps=args.logging_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        seed=args.seed,
+    )
+    trainer = LangDCTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=LangDCCollator(pixels, tokenizer.pad_token_id),
+        processing_class=processor,
+        stage=args.stage,
+    )
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    model.eval()
+    save_checkpoint(model, tokenizer, processor, args.output)
+    log = {
+        "stage": args.stage,
+        "examples": len(dataset),
+        "videos": len(records),
+        "trainable_parameters": trainable,
+        "wall_seconds": time.perf_counter() - started,
+        "device": str(model.device),
+        "threads": torch.get_num_threads(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "log_history": trainer.state.log_history,
+    }
+    (args.output / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    print(f"stage {args.stage} done in {log['wall_seconds']:.0f} s -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
