@@ -318,13 +318,14 @@ def _check_bound(bound) -> None:
 
 
 def get_index(bound, fps: float, max_frame: int, first_idx: int = 0, num_segments: int = DEFAULT_NUM_FRAMES):
-    """Frame indices at the centres of `num_segments` equal segments of `[start, end]` (PVC `get_index`).
+    """Frame indices at the centres of `num_segments` equal segments of the frames `start..end` (PVC `get_index`).
 
-    `start = max(first_idx, round(bound[0] * fps))` and `end = min(round(bound[1] * fps), max_frame)`; segment `k`
-    of size `(end - start) / num_segments` gives `int(start + size / 2 + round(size * k))`. The official LangDC
-    code drops `start` from that sum, so a `bound` starting after 0 sampled from the wrong place; it is honoured
-    here. The result is clamped to `[first_idx, max_frame]`. When the range has fewer frames than segments, the
-    centres repeat.
+    `start = max(first_idx, round(bound[0] * fps))` and `end = min(round(bound[1] * fps), max_frame)`. The
+    `end - start + 1` frames are cut into `num_segments` segments of size `s` and segment `k` gives frame
+    `start + floor(s * (k + 0.5))`. Two fixes over the reference code: PVC divides `end - start` (so the last
+    frame is never sampled and a video of exactly `num_segments` frames repeats one frame and drops the last);
+    the official LangDC code also drops `start`, so a `bound` starting after 0 sampled from the wrong place. The
+    result is clamped to `[first_idx, max_frame]`; when the range has fewer frames than segments, frames repeat.
 
     Args:
         bound (`tuple[float, float] | None`): `(start_s, end_s)` in seconds, or `None` for the whole video.
@@ -354,9 +355,8 @@ def get_index(bound, fps: float, max_frame: int, first_idx: int = 0, num_segment
             raise ValueError(f"A time bound needs a positive fps, got {fps}.")
         start_idx = min(max(first_idx, round(start_s * fps)), max_frame)
         end_idx = max(min(round(end_s * fps), max_frame), start_idx)
-    segment_size = float(end_idx - start_idx) / num_segments
-    offsets = np.round(segment_size * np.arange(num_segments))
-    indices = (start_idx + segment_size / 2 + offsets).astype(np.int64)
+    segment_size = float(end_idx - start_idx + 1) / num_segments
+    indices = start_idx + np.floor(segment_size * (np.arange(num_segments) + 0.5)).astype(np.int64)
     return np.clip(indices, first_idx, max_frame)
 
 

@@ -23,7 +23,6 @@ if REPO_ROOT not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import processing_langdc as P  # noqa: E402
-from tools.tokenizer import build_byte_tokenizer  # noqa: E402
 
 
 S = 32  # tile side used throughout (small for speed)
@@ -95,11 +94,6 @@ def media(tmp_path_factory):
     with open(files["zero_frames"], "wb") as handle:
         handle.write(bytes(data))
     return files
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_byte_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -229,10 +223,12 @@ def test_load_image_errors(media, tmp_path):
 
 def test_get_index():
     whole = P.get_index(None, FPS, NUM_FRAMES - 1, num_segments=8)
-    assert whole.tolist() == [1, 4, 7, 10, 13, 15, 18, 21]
+    assert whole.tolist() == [1, 4, 7, 10, 13, 16, 19, 22]
+    # a video of exactly num_segments frames gives every frame once (PVC repeats one and drops the last)
+    assert P.get_index(None, FPS, 15, num_segments=16).tolist() == list(range(16))
     bounded = P.get_index((1.0, 2.0), FPS, NUM_FRAMES - 1, num_segments=4)
     assert bounded.tolist() == [9, 11, 13, 15]  # inside [8, 16]: the segment start is honoured
-    assert P.get_index(None, FPS, 2, num_segments=8).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert P.get_index(None, FPS, 2, num_segments=8).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
     assert P.get_index((100.0, 200.0), FPS, 5, num_segments=3).tolist() == [5, 5, 5]  # clamped
     with pytest.raises(ValueError, match="num_segments"):
         P.get_index(None, FPS, 10, num_segments=0)
@@ -246,7 +242,7 @@ def test_load_video_picks_the_right_frames(media, backend):
         media["video"], input_size=S, num_segments=8, return_metadata=True, backend=backend
     )
     assert pixel_values.shape == (8, 3, S, S) and num_patches_list == [1] * 8
-    assert metadata.frames_indices == [1, 4, 7, 10, 13, 15, 18, 21]
+    assert metadata.frames_indices == [1, 4, 7, 10, 13, 16, 19, 22]
     assert metadata.video_backend == backend
     assert (metadata.total_num_frames, metadata.fps, metadata.width, metadata.height) == (NUM_FRAMES, FPS, 64, 48)
     assert metadata.duration == pytest.approx(NUM_FRAMES / FPS)
@@ -283,7 +279,7 @@ def test_short_video_repeats_frames(media, backend, caplog):
         )
     assert pixel_values.shape == (8, 3, S, S) and len(num_patches_list) == 8
     assert metadata.total_num_frames == 3
-    assert metadata.frames_indices == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert metadata.frames_indices == [0, 0, 0, 1, 1, 2, 2, 2]
     assert "5 frame(s) are repeated" in caplog.text
 
 
@@ -296,7 +292,7 @@ def test_pyav_over_reported_frame_count(media, monkeypatch, caplog):
             media["video"], input_size=S, num_segments=8, return_metadata=True, backend="pyav"
         )
     assert "only 24 could be decoded" in caplog.text
-    assert metadata.total_num_frames == NUM_FRAMES and metadata.frames_indices == [1, 4, 7, 10, 13, 15, 18, 21]
+    assert metadata.total_num_frames == NUM_FRAMES and metadata.frames_indices == [1, 4, 7, 10, 13, 16, 19, 22]
     assert torch.round(frame_levels(pixel_values) / BRIGHTNESS_STEP).long().tolist() == metadata.frames_indices
 
 

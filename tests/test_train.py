@@ -33,7 +33,7 @@ def stages(micro_data, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("runs")
     common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
-              "--lr", "3e-3", "--warmup-ratio", "0", "--threads", "2"]
+              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
     init = REPO_ROOT / "tools" / "configs" / "micro.json"
     outputs = {}
     for stage, steps in ((1, 12), (2, 12), (3, 12)):
@@ -59,3 +59,12 @@ def test_stage_two_trains_only_the_expert_side(stages):
     before, after = cls.from_pretrained(stages[1]), cls.from_pretrained(stages[2])
     assert torch.equal(before.language_model.lm_head.weight, after.language_model.lm_head.weight)
     assert not torch.equal(before.expert.model.embed_tokens.weight, after.expert.model.embed_tokens.weight)
+
+
+def test_export_to_bf16_reloads(stages, tmp_path):
+    from tools.export_checkpoint import export
+
+    names = export(stages[3], tmp_path)
+    assert "model.safetensors" in names and "modeling_langdc.py" in names
+    model = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    assert model.dtype == torch.bfloat16

@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--warmup-ratio", type=float, default=0.05)
+    parser.add_argument("--warmup", type=float, default=0.05, help="warmup steps, or a fraction (< 1) of all steps")
     parser.add_argument("--vocab-size", type=int, default=512, help="stage 1 from a spec: BPE vocabulary size")
     parser.add_argument("--ground-truth-fraction", type=float, default=0.3,
                         help="stage 3: share of examples whose soft tokens come from ground-truth captions")
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
         max_steps=args.max_steps,
         learning_rate=args.lr,
         lr_scheduler_type="cosine",
-        warmup_ratio=args.warmup_ratio,
+        warmup_steps=args.warmup,
         weight_decay=0.0,
         per_device_train_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum,
@@ -128,6 +128,7 @@ def main(argv=None) -> None:
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         seed=args.seed,
     )
     trainer = LangDCTrainer(
