@@ -8,8 +8,11 @@ where the clip sits in the video):
   when nothing is visible and nothing happens;
 - then one sentence per event of the clip (intro "appear" events of frame 0 excluded: the list names them).
 
-So a static or empty clip gets one short sentence and every event adds one. Event sentences, in canonical
-order (object index, then start frame, then kind): `the red circle moves left.`, `the red circle stops.`,
+Objects are listed, and their event sentences ordered, left to right (centre x, then y, at their first visible
+frame of the clip), so that a caption is a function of the pixels: the order of objects in the spec is invisible.
+
+So a static or empty clip gets one short sentence and every event adds one. Event sentences (per object: by start
+frame, then kind): `the red circle moves left.`, `the red circle stops.`,
 `a green triangle appears.`, `the blue square disappears.`, `the red circle turns blue.`, `the red circle grows.`,
 `the red circle shrinks.`. An object is named by its colour+shape at the first frame of the clip, so after a
 colour change the next clips use the new colour.
@@ -61,6 +64,20 @@ def list_objects(names: list[str]) -> str:
     return f"{text}."
 
 
+def _left_to_right(truth: GroundTruth, clip: int):
+    """Sort key of an object inside a clip: its centre (x, y) at its first visible frame of the clip (at the clip's
+    first frame if it is not visible in the clip). A caption can then be read off the pixels alone; the order of
+    the objects in the spec is invisible."""
+    first, last = truth.clip_range(clip)
+    frames = range(first, min(last, len(truth.states)))
+
+    def key(object_index: int) -> tuple[float, float]:
+        frame = next((f for f in frames if truth.states[f][object_index].visible), first)
+        return truth.states[frame][object_index].position
+
+    return key
+
+
 def clip_caption(truth: GroundTruth, clip: int) -> str:
     """The caption of one clip (rules in the module docstring).
 
@@ -70,11 +87,13 @@ def clip_caption(truth: GroundTruth, clip: int) -> str:
     if not 0 <= clip < truth.num_clips:
         raise ValueError(f"clip: must be in [0, {truth.num_clips}), got {clip}")
     first_frame = truth.clip_range(clip)[0]
-    visible = [i for i, state in enumerate(truth.states[first_frame]) if state.visible]
+    position = _left_to_right(truth, clip)
+    visible = sorted((i for i, state in enumerate(truth.states[first_frame]) if state.visible), key=position)
     sentences = [list_objects([truth.name_at(i, first_frame) for i in visible])] if visible else []
-    for event in truth.clip_events[clip]:
-        if not event.intro:
-            sentences.append(event_text(event, truth.name_at(event.object_index, first_frame)) + ".")
+    events = sorted((e for e in truth.clip_events[clip] if not e.intro),
+                    key=lambda e: (position(e.object_index), e.sort_key()[1:]))
+    for event in events:
+        sentences.append(event_text(event, truth.name_at(event.object_index, first_frame)) + ".")
     return " ".join(sentences) if sentences else EMPTY_SCENE
 
 

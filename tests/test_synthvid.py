@@ -187,16 +187,16 @@ def test_ground_truth_states_and_events():
     assert clip_event_counts(truth) == [0, 3, 3, 0]
 
 
-STATIC_LIST = "a red circle, a blue square and a green triangle."
+STATIC_LIST = "a red circle, a green triangle and a blue square."  # left to right
 EXPECTED_CAPTIONS = {
     "empty": (EMPTY, ["an empty scene."] * 4, [0, 0, 0, 0]),
     "static": (STATIC, [STATIC_LIST] * 4, [0, 0, 0, 0]),
-    "busy": (BUSY, ["a red circle and a blue square.",
-                    "a red circle and a blue square. the red circle moves left. the blue square turns green. "
+    "busy": (BUSY, ["a blue square and a red circle.",
+                    "a blue square and a red circle. the blue square turns green. the red circle moves left. "
                     "a yellow triangle appears.",
-                    "a red circle, a green square and a yellow triangle. the red circle moves left. "
-                    "the red circle stops. the green square grows.",
-                    "a red circle, a green square and a yellow triangle."], [0, 3, 3, 0]),
+                    "a green square, a red circle and a yellow triangle. the green square grows. "
+                    "the red circle moves left. the red circle stops.",
+                    "a green square, a red circle and a yellow triangle."], [0, 3, 3, 0]),
     "busy_2": (BUSY_2, ["a green triangle and a purple square. the green triangle shrinks.",
                         "a green triangle and a purple square.", "a green triangle and a purple square.",
                         "a green triangle and a purple square. the green triangle disappears. "
@@ -217,8 +217,8 @@ def test_captions_of_hand_written_specs(name):
 
 def test_video_caption_keeps_the_scene_once_and_every_event():
     assert video_caption(clip_captions(compute_truth(validate_spec(BUSY)))) == (
-        "a red circle and a blue square. the red circle moves left. the blue square turns green. a yellow triangle "
-        "appears. the red circle moves left. the red circle stops. the green square grows."
+        "a blue square and a red circle. the blue square turns green. the red circle moves left. a yellow triangle "
+        "appears. the green square grows. the red circle moves left. the red circle stops."
     )
     assert video_caption(clip_captions(compute_truth(validate_spec(EMPTY)))) == "an empty scene."
 

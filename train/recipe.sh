@@ -5,7 +5,7 @@ DATA=${DATA:-data/synthvid}
 RUNS=${RUNS:-runs}
 python -m synthvid.build --out "$DATA" --train 3000 --val 200 --test 400 --test-unseen 200 --seed 0 --workers 2
 python -m train.run --data "$DATA" --stage 1 --init tools/configs/synthvid.json --output "$RUNS/stage1" \
-  --epochs 0.75 --batch-size 8 --lr 1e-3 --vocab-size 512
+  --epochs 0.5 --batch-size 8 --lr 1e-3 --vocab-size 512
 python -m train.run --data "$DATA" --stage 2 --init "$RUNS/stage1" --output "$RUNS/stage2" \
   --epochs 5 --batch-size 8 --lr 1e-3
 python -m train.run --data "$DATA" --stage 3 --init "$RUNS/stage2" --output "$RUNS/stage3" \
