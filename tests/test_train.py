@@ -68,3 +68,16 @@ def test_export_to_bf16_reloads(stages, tmp_path):
     assert "model.safetensors" in names and "modeling_langdc.py" in names
     model = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
     assert model.dtype == torch.bfloat16
+
+
+def test_caption_quality_diagnostic_runs_on_a_stage_checkpoint(stages, micro_data):
+    from transformers import AutoProcessor
+
+    from eval.captions import caption_quality
+
+    model = AutoModel.from_pretrained(stages[2], trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(stages[2], trust_remote_code=True)
+    report = caption_quality(model, processor, micro_data, "val")
+    assert report["clips"] == 4 * report["videos"]
+    for key in ("exact_clip_captions", "sentence_precision", "sentence_recall"):
+        assert 0.0 <= report[key] <= 1.0
