@@ -477,7 +477,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         device = embed.weight.device
         layer = self.config.soft_token_layer
         if layer == 0:
-            return [embed(torch.tensor(ids, dtype=torch.long, device=device)) for ids in caption_ids]
+            flat = torch.tensor([t for ids in caption_ids for t in ids], dtype=torch.long, device=device)
+            return list(embed(flat).split([len(ids) for ids in caption_ids]))
         outputs, caption_start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=True)
         hidden = outputs.hidden_states[layer]
         return [hidden[i, caption_start : caption_start + len(ids)] for i, ids in enumerate(caption_ids)]
@@ -597,7 +598,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 raise ValueError(f"Got {len(caption_ids)} caption_ids for {len(plan.clip_tiles)} clips.")
             soft_ids = caption_ids = [list(ids) for ids in caption_ids]
         soft = self._soft_tokens(prompts, prompt_mask, soft_ids)
-        caption_tokens = [self.caption_projector(s.to(self._caption_dtype())) for s in soft]
+        # one projection over all clips, then split back per clip
+        projected = self.caption_projector(torch.cat(soft).to(self._caption_dtype()))
+        caption_tokens = list(projected.split([s.shape[0] for s in soft]))
         _synchronize(device)
         timings["expert"] = time.perf_counter() - start
 
