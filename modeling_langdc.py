@@ -548,36 +548,45 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _generate_captions(
         self, prompts: torch.Tensor, prompt_mask: torch.Tensor, use_cache: bool
-    ) -> tuple[list[list[int]], list[bool]]:
-        """One batched expert `generate` over all clips. Returns caption ids (EOS excluded) and whether each row
-        stopped at EOS (False: it hit `max_caption_tokens`)."""
+    ) -> tuple[list[list[int]], list[int | None]]:
+        """One batched expert `generate` over all clips. Returns caption ids (EOS excluded) and the EOS id that
+        ended each row (None: it hit `max_caption_tokens`)."""
         sequences = self.expert.generate(
             inputs_embeds=prompts,
             attention_mask=prompt_mask,
             generation_config=self._expert_generation_config(use_cache),
         )
         eos = set(self.config.expert_eos_token_ids)
-        captions, stopped = [], []
+        captions, stop_ids = [], []
         for row in sequences.tolist():
             end = next((i for i, token in enumerate(row) if token in eos), None)
             captions.append(row if end is None else row[:end])
-            stopped.append(end is not None)
-        return captions, stopped
+            stop_ids.append(None if end is None else row[end])
+        return captions, stop_ids
 
     def _official_compat_ids(
-        self, captions: list[list[int]], stopped: list[bool], clip_sample: list[int]
+        self, captions: list[list[int]], stop_ids: list[int | None], clip_sample: list[int]
     ) -> list[list[int]]:
-        """Ids whose embeddings the official inference code keeps (research/langdc.md §2.2, §7.4): the last prompt
-        token, then the caption; the clip(s) with the longest generated sequence of each sample lose the last."""
-        last_prompt_id = (self.config.expert_prompt_suffix_ids or self.config.expert_prompt_prefix_ids)[-1]
-        generated = [len(c) + int(s) for c, s in zip(captions, stopped)]
-        longest = {}
-        for sample, length in zip(clip_sample, generated):
-            longest[sample] = max(longest.get(sample, 0), length)
+        """Ids whose embeddings the official inference code keeps (research/langdc.md §2.2, §7.4).
+
+        The official code batches the clips of one video, stacks the layer-0 vector of the token fed at every
+        decoding step (the last prompt token, then each generated token but the last of the batch), and cuts each
+        row before the first pad id of its generated sequence, or drops the last vector when the row has no pad.
+        So a clip that stopped early keeps `[last prompt token, caption]`, the longest clip of a video loses its
+        last vector, and a clip that stopped on the pad id itself also loses its last caption token.
+        """
+        config = self.config
+        last_prompt_id = (config.expert_prompt_suffix_ids or config.expert_prompt_prefix_ids)[-1]
+        pad = config.expert_pad_token_id if config.expert_pad_token_id is not None else config.expert_eos_token_ids[0]
+        rows = [caption + ([stop] if stop is not None else []) for caption, stop in zip(captions, stop_ids)]
+        steps = {}  # decoding steps of each sample's batch = its longest generated row
+        for sample, row in zip(clip_sample, rows):
+            steps[sample] = max(steps.get(sample, 0), len(row))
         compat = []
-        for caption, length, sample in zip(captions, generated, clip_sample):
-            ids = [last_prompt_id] + caption
-            compat.append(ids[:-1] if length == longest[sample] else ids)
+        for row, sample in zip(rows, clip_sample):
+            padded = row + [pad] * (steps[sample] - len(row))
+            fed = [last_prompt_id] + padded[:-1]
+            compat.append(fed[: padded.index(pad)] if pad in padded else fed[:-1])
         return compat
 
     def _soft_tokens(
@@ -717,10 +726,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         if caption_ids is None:
             with torch.no_grad():
-                caption_ids, stopped = self._generate_captions(prompts, prompt_mask, use_cache)
+                caption_ids, stop_ids = self._generate_captions(prompts, prompt_mask, use_cache)
             soft_ids = caption_ids
             if self.config.official_soft_token_compat:
-                soft_ids = self._official_compat_ids(caption_ids, stopped, plan.clip_sample)
+                soft_ids = self._official_compat_ids(caption_ids, stop_ids, plan.clip_sample)
         else:
             if len(caption_ids) != len(plan.clip_tiles):
                 raise ValueError(f"Got {len(caption_ids)} caption_ids for {len(plan.clip_tiles)} clips.")
