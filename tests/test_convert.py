@@ -143,11 +143,12 @@ def reference_logits(release, inputs, config, forced=None):
     expert_context = pool(project(projectors["cap_image_mm_projector"], context), spec["expert_pool_grid"])
     expert_video = pool(project(projectors["cap_mm_projector"], video), spec["video_expert_pool_grid"])
     eos, pad = config.expert_eos_token_ids, config.expert_pad_token_id
-    captions, stops = [], []
+    captions, stops, prompts = [], [], []
     for k in range(NUM_FRAMES // IV2["frames"]):
         frames = slice(k * IV2["frames"], (k + 1) * IV2["frames"])
         sequence = torch.cat([embed(torch.tensor(prefix_ids)), expert_context[frames].flatten(0, 1),
                               expert_video[frames].flatten(0, 1), embed(torch.tensor(suffix_ids))])
+        prompts.append(sequence)
         caption, stop = [], None
         for step in range(spec["max_caption_tokens"]):
             if forced is not None:
@@ -172,7 +173,24 @@ def reference_logits(release, inputs, config, forced=None):
     text = llm.get_input_embeddings()
     sequence = torch.cat([text(torch.tensor(ids[: placeholders[0]])), pool_context, pool_video, soft,
                           text(torch.tensor(ids[placeholders[-1] + 1 :]))])
-    return llm(inputs_embeds=sequence[None]).logits, [len(ids) for ids in soft_ids], captions
+    return llm(inputs_embeds=sequence[None]).logits, [len(ids) for ids in soft_ids], captions, torch.stack(prompts)
+
+
+@contextlib.contextmanager
+def expert_prefill_inputs(model):
+    """Records the `inputs_embeds` of the expert's prefill (the clips' prompts)."""
+    recorded = []
+
+    def hook(module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is not None and embeds.shape[1] > 1:
+            recorded.append(embeds.detach().clone())
+
+    handle = model.expert.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield recorded
+    finally:
+        handle.remove()
 
 
 @contextlib.contextmanager
@@ -220,9 +238,11 @@ def test_converted_model_matches_official_reference(converted_default, release):
     inputs = video_inputs(processor)
     assert inputs["pixel_values"].shape[-1] == model.config.vision_config.image_size
     assert inputs["video_pixel_values"].shape[-1] == IV2["image"]
-    with torch.no_grad():
+    with torch.no_grad(), expert_prefill_inputs(model) as prompts:
         output = model(**inputs)
-        expected, tokens, captions = reference_logits(release, inputs, model.config)
+        expected, tokens, captions, expected_prompts = reference_logits(release, inputs, model.config)
+    # the expert reads [prompt prefix | CLIP tokens of the clip's frames | InternVideo2 tokens | prompt suffix]
+    torch.testing.assert_close(prompts[0], expected_prompts, atol=1e-5, rtol=1e-4)
     assert output.tokens_per_clip == [tokens]
     torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
@@ -252,7 +272,7 @@ def test_official_soft_token_compat_switch(converted_default, converted_compat, 
         inputs = video_inputs(processor)
         with torch.no_grad(), forced_captions(model, forced):
             output = model(**inputs)
-            expected, tokens, _ = reference_logits(release, inputs, model.config, forced=forced)
+            expected, tokens, _, _ = reference_logits(release, inputs, model.config, forced=forced)
         assert output.tokens_per_clip == [tokens] == [expected_tokens]
         torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=1e-4)
 
@@ -329,3 +349,51 @@ def test_projector_with_wrong_shape_is_named(release, tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"Projector cap_mm_projector\.2\.weight has shape"):
         convert_broken(paths, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# two-encoder model: images, short clips, attention switch, missing inputs
+# ---------------------------------------------------------------------------------------------------------------
+def test_images_and_short_clips_use_internvideo2_as_the_reference_code(converted_default, release):
+    """An image tile is one InternVideo2 frame with `img_pos_embed` (T = 1); a video clip shorter than the chunk is
+    padded with its last frame and keeps its own frames' features only."""
+    _, model, processor = converted_default
+    frames = torch.randn(6 + 1, 3, IV2["image"], IV2["image"], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plan = model._plan_media_without_prompt([[1] * 6, [1]], [3, 1], len(frames))
+        features = model.get_video_features(frames, plan)
+        padded_clip = torch.cat([frames[4:6], frames[5:6].expand(2, -1, -1, -1)])
+        chunks = torch.stack([frames[:4], padded_clip])
+        expected_video = reference_internvideo2(release.internvideo2, chunks, IV2["depth"] - 1)
+        expected_image = reference_internvideo2(release.internvideo2, frames[6:].unsqueeze(1), IV2["depth"] - 1)
+    per_frame = expected_video.reshape(8, -1, expected_video.shape[-1])
+    torch.testing.assert_close(features[:6], per_frame[:6], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(features[6:], expected_image, atol=1e-5, rtol=1e-4)
+
+
+def test_two_encoder_inputs_are_checked(converted_default):
+    _, model, processor = converted_default
+    inputs = video_inputs(processor)
+    missing = {k: v for k, v in inputs.items() if k != "video_pixel_values"}
+    with pytest.raises(ValueError, match="needs `video_pixel_values`"):
+        model(**missing)
+    with pytest.raises(ValueError, match="has 7 frames/tiles but `pixel_values` has 8"):
+        model(**{**inputs, "video_pixel_values": inputs["video_pixel_values"][:7]})
+    tiled = {**inputs, "num_patches_list": [[2] + [1] * (NUM_FRAMES - 2)]}
+    with pytest.raises(ValueError, match="one tile per frame"):
+        model(**tiled)
+
+
+def test_attention_switch_reaches_every_tower(converted_default):
+    """One `attn_implementation` drives CLIP, InternVideo2, the expert and the LLM; eager and sdpa agree."""
+    output, _, processor = converted_default
+    inputs = video_inputs(processor)
+    logits = {}
+    for implementation in ("eager", "sdpa"):
+        model = AutoModel.from_pretrained(output, trust_remote_code=True, attn_implementation=implementation).eval()
+        for tower in (model.vision_model, model.video_model, model.expert, model.language_model):
+            assert tower.config._attn_implementation == implementation
+        with torch.no_grad():
+            logits[implementation] = model(**inputs).logits
+    torch.testing.assert_close(logits["eager"], logits["sdpa"], atol=1e-5, rtol=1e-4)
+    assert "attn_implementation" not in (output / "config.json").read_text()
