@@ -393,7 +393,22 @@ def test_attention_switch_reaches_every_tower(converted_default):
         model = AutoModel.from_pretrained(output, trust_remote_code=True, attn_implementation=implementation).eval()
         for tower in (model.vision_model, model.video_model, model.expert, model.language_model):
             assert tower.config._attn_implementation == implementation
+            assert type(tower)._supports_flash_attn and type(tower)._supports_sdpa
         with torch.no_grad():
             logits[implementation] = model(**inputs).logits
     torch.testing.assert_close(logits["eager"], logits["sdpa"], atol=1e-5, rtol=1e-4)
     assert "attn_implementation" not in (output / "config.json").read_text()
+
+
+def test_device_map_auto_loads_and_keeps_layers_whole(converted_default):
+    """`device_map="auto"` (accelerate) loads the two-encoder model with the same outputs, and every tower's repeated
+    layer class is in `_no_split_modules`, so accelerate never cuts a layer across devices."""
+    output, model, processor = converted_default
+    placed = AutoModel.from_pretrained(output, trust_remote_code=True, device_map="auto").eval()
+    inputs = video_inputs(processor)
+    with torch.no_grad():
+        torch.testing.assert_close(placed(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
+    layer_lists = [model.vision_model.encoder.layers, model.video_model.blocks, model.expert.model.layers,
+                   model.language_model.model.layers]
+    layer_classes = {type(layer).__name__ for layers in layer_lists for layer in layers}
+    assert layer_classes <= set(type(model)._no_split_modules)
