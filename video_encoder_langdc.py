@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
+from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -46,7 +47,7 @@ class InternVideo2Config(PreTrainedConfig):
         qk_normalization (`bool`, defaults to `True`): RMSNorm on queries and keys.
         layer_scale_init_value (`float`, defaults to 1e-5): LayerScale init; 0 disables LayerScale.
         rms_norm_eps (`float`, defaults to 1e-6): RMSNorm epsilon.
-        hidden_act (`str`, defaults to `"gelu"`): MLP activation (exact GELU).
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation (transformers `ACT2FN` name; exact GELU).
         sep_image_video_pos_embed (`bool`, defaults to `True`): a separate `img_pos_embed` for single images;
             otherwise images use the temporal mean of `pos_embed`.
         attention_dropout (`float`, defaults to 0.0), initializer_range (`float`, defaults to 0.02).
@@ -192,7 +193,7 @@ class InternVideo2MLP(nn.Module):
     def __init__(self, config: InternVideo2Config):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = nn.GELU() if config.hidden_act == "gelu" else nn.GELU(approximate="tanh")
+        self.act = ACT2FN[config.hidden_act]
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
