@@ -70,6 +70,7 @@ def build_processor(config, tokenizer):
         num_frames=config.num_frames,
         image_mean=list(CLIP_MEAN if is_clip else SIGLIP_MEAN),
         image_std=list(CLIP_STD if is_clip else SIGLIP_STD),
+        video_image_size=config.video_config.image_size if config.video_config is not None else None,
     )
     return processing.LangDCProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
