@@ -23,6 +23,7 @@ from .video_encoder_langdc import InternVideo2Config
 
 PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
 BLOCK_LAYOUTS = ("per_clip", "pool_then_captions")
+EXPERT_CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 DEFAULT_SYSTEM_MESSAGE = "You are a helpful AI assistant."
 # The expert sees one clip at the `<image>` placeholder (research/langdc.md §2.1, item 4).
 DEFAULT_EXPERT_PROMPT = (
@@ -58,6 +59,10 @@ class LangDCConfig(PreTrainedConfig):
             Each tile/frame is average-pooled to `expert_pool_grid**2` tokens before entering the expert.
         caption_projector_type (`str`, defaults to `"linear"`):
             Expert dim -> LLM dim projector of the soft caption tokens.
+        use_expert (`bool`, defaults to `True`):
+            `False` builds the no-expert baseline (VideoGPT+-style): no expert, expert projector or caption projector;
+            the LLM receives only the pool-branch tokens (`pool_grid**2` per tile/frame, up to the full patch grid),
+            which the training-free compressors of `compression_langdc.py` can reduce at call time.
         use_pool_branch (`bool`, defaults to `True`):
             Dual-branch model: also give the LLM `pool_grid**2` fixed pooled tokens per tile/frame. `False` is
             the cap-only model.
@@ -74,6 +79,12 @@ class LangDCConfig(PreTrainedConfig):
             tokens are `[context pool | video pool]` (research/langdc.md §2.2, §2.3).
         max_caption_tokens (`int`, defaults to 128):
             Upper bound of soft caption tokens per clip (the expert's `max_new_tokens`).
+        expert_cache_implementation (`str`, defaults to `"dynamic"`):
+            KV cache of the expert's batched caption `generate`: `"dynamic"` or `"static"` (a preallocated
+            `StaticCache`, the prerequisite for compiled decoding).
+        expert_compile (`bool`, defaults to `False`):
+            With the static cache: let `generate` compile the expert's decoding step with `torch.compile` (used on
+            CUDA only, as transformers does). Captions are the same with or without it.
         soft_token_layer (`int`, defaults to 0):
             0: soft tokens are the expert's input embeddings of the generated caption tokens (official dual
             model). k > 0: the hidden state after expert decoder layer k at those tokens.
@@ -151,6 +162,7 @@ class LangDCConfig(PreTrainedConfig):
     expert_projector_type: str = "mlp2x_gelu"
     expert_pool_grid: int = 4
     caption_projector_type: str = "linear"
+    use_expert: bool = True
     use_pool_branch: bool = True
     pool_projector_type: str = "mlp2x_gelu"
     pool_grid: int = 2
@@ -159,6 +171,8 @@ class LangDCConfig(PreTrainedConfig):
     video_pool_projector_type: str = "mlp2x_gelu"
     video_pool_grid: int = 4
     max_caption_tokens: int = 128
+    expert_cache_implementation: str = "dynamic"
+    expert_compile: bool = False
     soft_token_layer: int = 0
     expert_prompt: str = DEFAULT_EXPERT_PROMPT
     expert_prompt_prefix_ids: list[int] | None = None
@@ -183,6 +197,13 @@ class LangDCConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be one of {PROJECTOR_TYPES}, got {getattr(self, name)!r}.")
         if self.block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"`block_layout` must be one of {BLOCK_LAYOUTS}, got {self.block_layout!r}.")
+        if not self.use_expert and not self.use_pool_branch:
+            raise ValueError("`use_expert=False` needs `use_pool_branch=True`: the LLM would receive no visual tokens.")
+        if self.expert_cache_implementation not in EXPERT_CACHE_IMPLEMENTATIONS:
+            raise ValueError(
+                f"`expert_cache_implementation` must be one of {EXPERT_CACHE_IMPLEMENTATIONS}, "
+                f"got {self.expert_cache_implementation!r}."
+            )
         for name in ("frames_per_clip", "num_frames", "expert_pool_grid", "pool_grid", "max_caption_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

@@ -15,35 +15,43 @@ def _dims(config):
     return d, config.intermediate_size, config.num_hidden_layers, kv_heads, head_dim, config.vocab_size
 
 
-def decoder_prefill_flops(config, num_tokens: int, logits_tokens: int = 1) -> int:
-    """Exact prefill FLOPs of a Qwen2/Llama-style decoder on `num_tokens` tokens.
+def _layer_lengths(config, num_tokens) -> list[int]:
+    """Tokens each layer processes: an int means every layer sees the same prompt; a list gives one length per
+    layer (inner-LLM pruning such as FastV). Raises `ValueError` for a negative count or a wrong list length."""
+    layers = config.num_hidden_layers
+    lengths = [num_tokens] * layers if isinstance(num_tokens, int) else list(num_tokens)
+    if len(lengths) != layers:
+        raise ValueError(f"`num_tokens` has {len(lengths)} per-layer lengths for {layers} layers.")
+    if any(n < 0 for n in lengths):
+        raise ValueError(f"`num_tokens` must be >= 0, got {num_tokens}.")
+    return lengths
+
+
+def decoder_prefill_flops(config, num_tokens, logits_tokens: int = 1) -> int:
+    """Exact prefill FLOPs of a Qwen2/Llama-style decoder on `num_tokens` tokens (an int, or one length per layer).
 
     Per layer: q and o projections `4 n d^2`, k and v projections `4 n d g d_h` (g KV heads of width d_h),
     gated MLP `6 n d m`, attention scores and weighted sum `4 n^2 d` (full square, as computed by dense kernels);
     plus the LM head on `logits_tokens` positions, `2 d V` each (prefill only needs the last one).
 
     Raises:
-        ValueError: if `num_tokens` is negative.
+        ValueError: if a token count is negative or the per-layer list does not match the layer count.
     """
-    if num_tokens < 0:
-        raise ValueError(f"`num_tokens` must be >= 0, got {num_tokens}.")
-    d, m, layers, kv_heads, head_dim, vocab = _dims(config)
-    n = num_tokens
-    per_layer = 4 * n * d * d + 4 * n * d * kv_heads * head_dim + 6 * n * d * m + 4 * n * n * d
-    return layers * per_layer + 2 * d * vocab * min(logits_tokens, n)
+    d, m, _, kv_heads, head_dim, vocab = _dims(config)
+    lengths = _layer_lengths(config, num_tokens)
+    total = sum(4 * n * d * d + 4 * n * d * kv_heads * head_dim + 6 * n * d * m + 4 * n * n * d for n in lengths)
+    return total + 2 * d * vocab * min(logits_tokens, lengths[-1])
 
 
-def decoder_prefill_flops_fastv(config, num_tokens: int) -> int:
-    """Prefill FLOPs in the field's convention (FastV, HoliTom, DyCoke): `L (4 n d^2 + 2 n^2 d + 2 n d m)`.
+def decoder_prefill_flops_fastv(config, num_tokens) -> int:
+    """Prefill FLOPs in the field's convention (FastV, HoliTom, DyCoke): `L (4 n d^2 + 2 n^2 d + 2 n d m)`, summed
+    over layers when `num_tokens` gives one length per layer (FastV's own accounting of pruned layers).
 
     It ignores grouped KV heads, counts one MLP matrix pair and half the attention; use it only to compare with
     numbers published under that convention.
     """
-    if num_tokens < 0:
-        raise ValueError(f"`num_tokens` must be >= 0, got {num_tokens}.")
-    d, m, layers, _, _, _ = _dims(config)
-    n = num_tokens
-    return layers * (4 * n * d * d + 2 * n * n * d + 2 * n * d * m)
+    d, m, _, _, _, _ = _dims(config)
+    return sum(4 * n * d * d + 2 * n * n * d + 2 * n * d * m for n in _layer_lengths(config, num_tokens))
 
 
 def decoder_decode_flops(config, context_tokens: int, new_tokens: int) -> int:

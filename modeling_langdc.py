@@ -20,6 +20,7 @@ and `video_model` (InternVideo2, `video_encoder_langdc.py`) encodes each clip's 
 `[context tokens | video tokens]` and the pool branch adds `[context pool | video pool]` blocks.
 """
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from transformers.generation import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
+from .compression_langdc import VisualTokens, get_compressor, received_attention
 from .configuration_langdc import LangDCConfig
 from .flops_langdc import decoder_decode_flops, decoder_prefill_flops, decoder_prefill_flops_fastv
 from .video_encoder_langdc import InternVideo2Model
@@ -66,8 +68,14 @@ class LangDCInfo:
         llm_prefill_flops: exact LLM prefill FLOPs of the prompt (DESIGN §7, `flops_langdc.decoder_prefill_flops`).
         llm_prefill_flops_fastv: the same in the FastV/DyCoke convention `L(4nd^2 + 2n^2d + 2ndm)`.
         expert_flops: expert prefill + caption decode FLOPs of this sample's clips (exact formula).
-        timings: seconds of the whole batched call (shared by its samples): `vision`, `expert`, `llm_prefill`
-            (LLM time to first token), `llm_decode`, `total`.
+        timings: seconds of the whole batched call (shared by its samples): `vision`, `expert`, `compressor`
+            (training-free compressor before the LLM), `llm_prefill` (LLM time to first token), `llm_decode`, `total`.
+        compressor / budget: the training-free compressor of the call (`compression_langdc.py`) and its budget
+            (None without one).
+        uncompressed_pool_tokens: pool-branch tokens before that compressor (equal to `pool_tokens` without one).
+        llm_layer_tokens: prompt tokens each LLM layer processed at prefill (differs between layers for inner
+            methods such as FastV); the prefill FLOPs are summed over these lengths.
+        compressor_stats: what the compressor reports (e.g. FastV's kept positions, HoliTom's segments).
     """
 
     tokens_per_clip: list[int] = field(default_factory=list)
@@ -84,6 +92,11 @@ class LangDCInfo:
     llm_prefill_flops_fastv: int = 0
     expert_flops: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    compressor: str | None = None
+    budget: float | None = None
+    uncompressed_pool_tokens: int = 0
+    llm_layer_tokens: list[int] = field(default_factory=list)
+    compressor_stats: dict = field(default_factory=dict)
 
     @property
     def compression_ratio(self) -> float:
@@ -135,6 +148,7 @@ class _Media:
     caption_ids: list[list[int]]
     expert_prompt_lengths: list[int]
     timings: dict[str, float]
+    uncompressed_pool_tokens: list[int] = field(default_factory=list)  # per clip, before a compressor
 
     def block(self, kind: str, clip: int) -> torch.Tensor:
         """The `[n, D_llm]` tokens of one block (`POOL`, `VIDEO_POOL` or `CAPTION`) of one clip."""
@@ -292,9 +306,11 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         expert_dim = config.expert_config.hidden_size
         text_dim = config.text_config.hidden_size
         self.vision_model = AutoModel.from_config(config.vision_config)
-        self.expert_projector = build_projector(config.expert_projector_type, vision_dim, expert_dim)
-        self.expert = AutoModelForCausalLM.from_config(config.expert_config)
-        self.caption_projector = build_projector(config.caption_projector_type, expert_dim, text_dim)
+        self.expert_projector = self.expert = self.caption_projector = None
+        if config.use_expert:
+            self.expert_projector = build_projector(config.expert_projector_type, vision_dim, expert_dim)
+            self.expert = AutoModelForCausalLM.from_config(config.expert_config)
+            self.caption_projector = build_projector(config.caption_projector_type, expert_dim, text_dim)
         self.pool_projector = (
             build_projector(config.pool_projector_type, vision_dim, text_dim) if config.use_pool_branch else None
         )
@@ -303,7 +319,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if config.video_config is not None:
             video_dim = config.video_config.hidden_size
             self.video_model = InternVideo2Model(config.video_config)
-            self.video_expert_projector = build_projector(config.video_expert_projector_type, video_dim, expert_dim)
+            if config.use_expert:
+                self.video_expert_projector = build_projector(
+                    config.video_expert_projector_type, video_dim, expert_dim
+                )
             if config.use_pool_branch:
                 self.video_pool_projector = build_projector(config.video_pool_projector_type, video_dim, text_dim)
         self.post_init()
@@ -417,7 +436,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         kinds = [POOL] if self.config.use_pool_branch else []
         if self.config.use_pool_branch and self.config.video_config is not None:
             kinds.append(VIDEO_POOL)
-        kinds.append(CAPTION)
+        if self.config.use_expert:
+            kinds.append(CAPTION)
         if self.config.block_layout == "pool_then_captions":
             return [(kind, c) for kind in kinds for c in clip_ids]
         return [(kind, c) for c in clip_ids for kind in kinds]
@@ -544,6 +564,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             eos_token_id=list(eos),
             pad_token_id=pad,
             use_cache=use_cache,
+            cache_implementation=config.expert_cache_implementation if use_cache else None,
+            disable_compile=not config.expert_compile,
         )
 
     def _generate_captions(
@@ -653,8 +675,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             Mean token-level cross-entropy, shape `()`.
 
         Raises:
-            ValueError: if the number of captions differs from the number of clips.
+            ValueError: if the number of captions differs from the number of clips, or the model has no expert.
         """
+        if self.expert is None:
+            raise ValueError("This model has no language expert (`use_expert=False`): there is no caption loss.")
         flags = normalize_data_flags(data_flag, len(num_patches_list))
         plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
         if len(caption_ids) != len(plan.clip_tiles):
@@ -686,10 +710,13 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames for the video encoder (two-encoder models only).
 
         Returns:
-            One list of expert token ids per clip (EOS excluded), clips of all samples in order.
+            One list of expert token ids per clip (EOS excluded), clips of all samples in order; empty lists for a
+            model without an expert (`use_expert=False`: every clip gives zero caption tokens).
         """
         flags = normalize_data_flags(data_flag, len(num_patches_list))
         plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
+        if self.expert is None:
+            return [[] for _ in plan.clip_tiles]
         features, video_features = self._encode_frames(pixel_values.to(self.device), video_pixel_values, plan)
         prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         captions, _ = self._generate_captions(prompts, prompt_mask, use_cache=True)
@@ -710,17 +737,63 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         caption_ids: list[list[int]] | None = None,
         use_cache: bool = True,
         video_pixel_values: torch.Tensor | None = None,
+        compressor=None,
     ) -> _Media:
         """Run the vision tower (and video encoder) once on all tiles, caption all clips in one expert `generate`
-        (or use the given `caption_ids`, teacher forcing), and project soft and pool tokens into the LLM space."""
+        (or use the given `caption_ids`, teacher forcing), and project soft and pool tokens into the LLM space.
+
+        Without an expert (`use_expert=False`) every clip gets zero caption tokens and `caption_ids` is ignored. A
+        pre-LLM `compressor` (`compression_langdc.TokenCompressor`) reduces each sample's pool-branch tokens.
+        """
         device = pixel_values.device
         timings = {}
         start = time.perf_counter()
-        features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
+        saliency = None
+        if compressor is not None and compressor.requires and not compressor.is_identity:
+            features, video_features, saliency = self._encode_frames_with_saliency(pixel_values, video_pixel_values, plan)
+        else:
+            features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
         _synchronize(device)
         timings["vision"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        if self.expert is None:
+            caption_ids, prompt_mask = [[] for _ in plan.clip_tiles], None
+            empty = features.new_zeros(0, self.config.text_config.hidden_size)
+            caption_tokens = [empty for _ in plan.clip_tiles]
+        else:
+            caption_ids, caption_tokens, prompt_mask = self._caption_tokens(
+                features, video_features, plan, caption_ids, use_cache
+            )
+        _synchronize(device)
+        timings["expert"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        pool_tokens = video_pool_tokens = None
+        uncompressed = [0] * len(plan.clip_tiles)
+        if self.config.use_pool_branch:
+            pool_tokens = _pooled_clip_blocks(self.pool_projector, features, self.config.pool_grid, plan)
+            if video_features is not None:
+                video_pool_tokens = _pooled_clip_blocks(
+                    self.video_pool_projector, video_features, self.config.video_pool_grid, plan
+                )
+            uncompressed = [sum(b[c].shape[0] for b in (pool_tokens, video_pool_tokens) if b is not None)
+                            for c in range(len(plan.clip_tiles))]
+            if compressor is not None:
+                pool_tokens = self._compress_pool(compressor, pool_tokens, self.config.pool_grid, plan, saliency)
+                if video_pool_tokens is not None:
+                    video_pool_tokens = self._compress_pool(
+                        compressor, video_pool_tokens, self.config.video_pool_grid, plan, None
+                    )
+        _synchronize(device)
+        timings["compressor"] = time.perf_counter() - start
+        prompt_lengths = prompt_mask.sum(-1).tolist() if prompt_mask is not None else [0] * len(plan.clip_tiles)
+        return _Media(plan, caption_tokens, pool_tokens, video_pool_tokens, caption_ids, prompt_lengths, timings,
+                      uncompressed)
+
+    def _caption_tokens(self, features, video_features, plan, caption_ids, use_cache):
+        """Expert branch: generated (or given) caption ids per clip, their projected soft tokens `[k_clip, D_llm]`
+        per clip, and the expert prompt mask (None when no expert prompt was built)."""
         prompts = prompt_mask = None
         if caption_ids is None or self.config.soft_token_layer > 0:
             prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
@@ -737,19 +810,64 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         soft = self._soft_tokens(prompts, prompt_mask, soft_ids)
         # one projection over all clips, then split back per clip
         projected = self.caption_projector(torch.cat(soft).to(self._caption_dtype()))
-        caption_tokens = list(projected.split([s.shape[0] for s in soft]))
-        _synchronize(device)
-        timings["expert"] = time.perf_counter() - start
+        return caption_ids, list(projected.split([s.shape[0] for s in soft])), prompt_mask
 
-        pool_tokens = video_pool_tokens = None
-        if self.config.use_pool_branch:
-            pool_tokens = _pooled_clip_blocks(self.pool_projector, features, self.config.pool_grid, plan)
-            if video_features is not None:
-                video_pool_tokens = _pooled_clip_blocks(
-                    self.video_pool_projector, video_features, self.config.video_pool_grid, plan
-                )
-        prompt_lengths = prompt_mask.sum(-1).tolist() if prompt_mask is not None else [0] * len(plan.clip_tiles)
-        return _Media(plan, caption_tokens, pool_tokens, video_pool_tokens, caption_ids, prompt_lengths, timings)
+    def _encode_frames_with_saliency(self, pixel_values, video_pixel_values, plan):
+        """`_encode_frames` plus, from a q.k hook on the vision layer that produces the features, the attention each
+        patch receives and the head-averaged keys (`compression_langdc.received_attention`): `[F, P]`, `[F, P, d_h]`.
+
+        Raises:
+            ValueError: if `vision_feature_layer` selects the embeddings (no attention layer).
+        """
+        layers = self.vision_model.encoder.layers
+        index = self.config.vision_feature_layer % (len(layers) + 1) - 1
+        if index < 0:
+            raise ValueError("`vision_feature_layer` selects the patch embeddings: no attention to rank tokens by.")
+        captured = {}
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            captured["saliency"], captured["keys"] = received_attention(module, hidden)
+
+        handle = layers[index].self_attn.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
+        finally:
+            handle.remove()
+        patches = self.config.patches_per_tile
+        saliency = (captured["saliency"][:, -patches:], captured["keys"][:, -patches:])
+        return features, video_features, saliency
+
+    def _compress_pool(self, compressor, blocks, grid: int, plan: _MediaPlan, saliency) -> list[torch.Tensor]:
+        """Apply a pre-LLM compressor to each sample's pool tokens `[T, grid^2, D]` (T = its tiles/frames) and give
+        every kept token back to the clip of its source frame. `saliency` is `([F, P], [F, P, d_h])` at patch
+        resolution or None; it is pooled to the same grid as the tokens."""
+        pooled_saliency = pooled_keys = None
+        if saliency is not None:
+            side = math.isqrt(saliency[0].shape[1])
+            scores = saliency[0].view(-1, 1, side, side)
+            pooled_saliency = F.adaptive_avg_pool2d(scores, grid).flatten(1)
+            pooled_keys = pool_patch_tokens(saliency[1], grid)
+        per_frame = grid * grid
+        out = list(blocks)
+        for sample in sorted(set(plan.clip_sample)):
+            clips = [c for c, s in enumerate(plan.clip_sample) if s == sample]
+            tokens = torch.cat([blocks[c] for c in clips]).view(-1, per_frame, blocks[clips[0]].shape[-1])
+            first, last = plan.clip_tiles[clips[0]][0], plan.clip_tiles[clips[-1]][1]
+            visual = VisualTokens(
+                tokens, (grid, grid),
+                pooled_saliency[first:last] if pooled_saliency is not None else None,
+                pooled_keys[first:last] if pooled_keys is not None else None,
+            )
+            compressed = compressor(visual)
+            frame_clip = torch.tensor(
+                [c for c in clips for _ in range(plan.clip_tiles[c][1] - plan.clip_tiles[c][0])],
+                device=compressed.src_idx.device,
+            )
+            owner = frame_clip[compressed.frame_of(per_frame)]
+            for c in clips:
+                out[c] = compressed.feats[owner == c]
+        return out
 
     def _caption_dtype(self):
         return next(self.caption_projector.parameters()).dtype
@@ -757,24 +875,27 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     # -- 5. splice into the LLM prompt ---------------------------------------------------------------------------
     def _splice(
         self, rows: list[list[int]], media: _Media | None, labels: list[list[int]] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[int], torch.Tensor]:
         """Replace each placeholder by its blocks and left-pad the batch.
 
         Returns `inputs_embeds [B, L, D]`, `attention_mask [B, L]`, `labels [B, L]` (visual positions and padding
-        are `IGNORE_INDEX`; None if no labels) and the visual-token count per sample.
+        are `IGNORE_INDEX`; None if no labels), the visual-token count per sample and `pool_mask [B, L]` (True at
+        pool-branch tokens: what inner-LLM compressors may prune).
         """
         embed = self.get_input_embeddings()
         device = embed.weight.device
         placeholders = {self.config.image_token_id, self.config.video_token_id}
-        sequences, label_rows, visual_counts = [], [], []
+        sequences, label_rows, visual_counts, pool_rows = [], [], [], []
         for sample, ids in enumerate(rows):
             pieces, piece_labels, visual, text_start, placeholder_index = [], [], 0, 0, 0
+            pool_flags = []
             sample_labels = labels[sample] if labels is not None else None
             for position, token in enumerate(ids + [None]):
                 if token is not None and token not in placeholders:
                     continue
                 if position > text_start:
                     pieces.append(embed(torch.tensor(ids[text_start:position], device=device)))
+                    pool_flags.extend([False] * (position - text_start))
                     if sample_labels is not None:
                         piece_labels.extend(sample_labels[text_start:position])
                 text_start = position + 1
@@ -785,18 +906,21 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                     pieces.append(block.to(device=device, dtype=embed.weight.dtype))
                     visual += block.shape[0]
                     piece_labels.extend([IGNORE_INDEX] * block.shape[0])
+                    pool_flags.extend([kind != CAPTION] * block.shape[0])
                 placeholder_index += 1
             sequences.append(torch.cat(pieces) if pieces else embed.weight.new_zeros(0, embed.weight.shape[1]))
             label_rows.append(piece_labels)
             visual_counts.append(visual)
+            pool_rows.append(torch.tensor(pool_flags, dtype=torch.bool, device=device))
         inputs_embeds, attention_mask = _left_pad(sequences)
+        pool_mask = _left_pad(pool_rows, False)[0]
         padded_labels = None
         if labels is not None:
             padded_labels = torch.full(attention_mask.shape, IGNORE_INDEX, dtype=torch.long, device=device)
             for i, row in enumerate(label_rows):
                 if row:
                     padded_labels[i, -len(row) :] = torch.tensor(row, dtype=torch.long, device=device)
-        return inputs_embeds, attention_mask, padded_labels, visual_counts
+        return inputs_embeds, attention_mask, padded_labels, visual_counts, pool_mask
 
     def _check_context(self, lengths: list[int], what: str) -> None:
         max_positions = getattr(self.config.text_config, "max_position_embeddings", None)
@@ -818,9 +942,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         labels: torch.Tensor | None = None,
         use_cache: bool = True,
         video_pixel_values: torch.Tensor | None = None,
+        compressor=None,
     ):
         """Shared by `forward` and `generate`: validate, encode media, splice. Returns
-        `(inputs_embeds, attention_mask, labels, media, rows, visual_counts)`."""
+        `(inputs_embeds, attention_mask, labels, media, rows, visual_counts, pool_mask)`."""
         if input_ids is None:
             raise ValueError("`input_ids` are required (the prompt with its <image>/<video> placeholders).")
         if attention_mask is None:
@@ -845,10 +970,12 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 [len(r) - self._count_placeholders(r) + t * pool_per_tile for r, t in zip(rows, plan.tiles_per_sample)],
                 "text + pool tokens, before captioning",
             )
-            media = self._encode_media(pixel_values.to(self.device), plan, caption_ids, use_cache, video_pixel_values)
-        inputs_embeds, mask, spliced_labels, visual_counts = self._splice(rows, media, label_rows)
+            media = self._encode_media(
+                pixel_values.to(self.device), plan, caption_ids, use_cache, video_pixel_values, compressor
+            )
+        inputs_embeds, mask, spliced_labels, visual_counts, pool_mask = self._splice(rows, media, label_rows)
         self._check_context(mask.sum(-1).tolist(), "text + visual tokens")
-        return inputs_embeds, mask, spliced_labels, media, rows, visual_counts
+        return inputs_embeds, mask, spliced_labels, media, rows, visual_counts, pool_mask
 
     def _pool_tokens_per_tile(self) -> int:
         """Fixed pool-branch tokens per tile/frame (context grid + video grid when there are two encoders)."""
@@ -909,7 +1036,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             data_flag: per-sample flags (int, list or LongTensor); default 1.
             caption_ids: ground-truth expert captions, one id list per clip (EOS excluded), as in the official
                 training path (research/langdc.md §3): their vectors become the soft tokens. `None`: the expert
-                generates them (no gradient through generation).
+                generates them (no gradient through generation). Ignored by a model without an expert.
             labels: `[B, L]` targets aligned with `input_ids` (`-100` = ignored); visual positions are ignored.
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames/tiles at the video encoder's size (two-encoder
                 models only; the processor returns them).
@@ -929,7 +1056,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             return LangDCCausalLMOutputWithPast(loss=loss)
         media = None
         if inputs_embeds is None and (pixel_values is not None or past_key_values is None):
-            inputs_embeds, attention_mask, labels, media, _, _ = self._prepare_multimodal(
+            inputs_embeds, attention_mask, labels, media, _, _, _ = self._prepare_multimodal(
                 input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids, labels,
                 video_pixel_values=video_pixel_values,
             )
@@ -974,6 +1101,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         generation_config: GenerationConfig | dict | None = None,
         return_info: bool = False,
         video_pixel_values: torch.FloatTensor | None = None,
+        compressor: str | None = None,
+        budget: float | None = None,
+        compressor_options: dict | None = None,
         **generate_kwargs,
     ):
         """Caption the clips, splice and generate with the LLM (InternVL-style entry point).
@@ -986,37 +1116,69 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 model's `generation_config` (greedy, EOS ids from generation_config.json).
             return_info: also return a list of [`LangDCInfo`], one per sample (captions are not decoded here).
             video_pixel_values: `[F, 3, H_v, W_v]` frames for the video encoder (two-encoder models only).
+            compressor / budget / compressor_options: a training-free compressor of the pool-branch tokens
+                (`compression_langdc.COMPRESSORS`: "pool", "divprune", "visionzip", "fastervlm", "dycoke",
+                "holitom", "fastv"), the fraction of those tokens it keeps (in (0, 1]; 1.0 reproduces the
+                uncompressed model) and method options (e.g. `{"layer": 2}` for FastV). Inner-LLM methods (FastV,
+                DyCoke KV pruning, HoliTom inner merge) need a batch of one sample.
             generate_kwargs: further `GenerationConfig` fields or `language_model.generate` arguments;
                 `use_cache` (from here or `generation_config`) applies to the expert and the LLM alike.
 
         Returns:
             `LongTensor [B, new_tokens]` of generated ids (new tokens only), and the infos if `return_info`.
+
+        Raises:
+            ValueError: on bad inputs (see [`forward`]), an unknown compressor, a budget outside (0, 1], or an
+                inner-LLM compressor with a batch of several samples.
         """
         total_start = time.perf_counter()
         llm_config = self._llm_generation_config(generation_config, generate_kwargs)
-        inputs_embeds, mask, _, media, rows, visual_counts = self._prepare_multimodal(
+        if compressor is None and (budget is not None or compressor_options):
+            raise ValueError("`budget` / `compressor_options` were given without a `compressor`.")
+        method = None
+        if compressor is not None:
+            method = get_compressor(compressor, 1.0 if budget is None else budget, **(compressor_options or {}))
+        inputs_embeds, mask, _, media, rows, visual_counts, pool_mask = self._prepare_multimodal(
             input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=llm_config.use_cache,
-            video_pixel_values=video_pixel_values,
+            video_pixel_values=video_pixel_values, compressor=method,
         )
+        hooks = method.llm_hooks(self.language_model, pool_mask) if method is not None else contextlib.nullcontext()
         timer = _PrefillTimer(inputs_embeds.device)
         processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
         processors.append(timer)
         llm_start = time.perf_counter()
-        output_ids = self.language_model.generate(
-            inputs_embeds=inputs_embeds,
-            attention_mask=mask,
-            generation_config=llm_config,
-            logits_processor=processors,
-            **generate_kwargs,
-        )
+        with hooks:
+            output_ids = self.language_model.generate(
+                inputs_embeds=inputs_embeds,
+                attention_mask=mask,
+                generation_config=llm_config,
+                logits_processor=processors,
+                **generate_kwargs,
+            )
         _synchronize(inputs_embeds.device)
         end = time.perf_counter()
         if not return_info:
             return output_ids
-        timings = dict(media.timings) if media is not None else {"vision": 0.0, "expert": 0.0}
+        timings = dict(media.timings) if media is not None else {"vision": 0.0, "expert": 0.0, "compressor": 0.0}
         prefill_end = timer.first_logits_at or end
         timings.update(llm_prefill=prefill_end - llm_start, llm_decode=end - prefill_end, total=end - total_start)
-        return output_ids, self._build_infos(media, rows, mask.sum(-1).tolist(), visual_counts, timings)
+        infos = self._build_infos(media, rows, mask.sum(-1).tolist(), visual_counts, timings)
+        if method is not None:
+            for info in infos:
+                self._add_compressor_info(info, method)
+        return output_ids, infos
+
+    def _add_compressor_info(self, info: LangDCInfo, method) -> None:
+        """Record the compressor, and for inner-LLM pruning the per-layer prompt lengths and their prefill FLOPs."""
+        info.compressor, info.budget, info.compressor_stats = method.name, method.budget, dict(method.stats)
+        kept = method.stats.get("kept_positions")
+        if kept is None:
+            return
+        layers = self.config.text_config.num_hidden_layers
+        n = info.llm_layer_tokens[0]
+        info.llm_layer_tokens = [n] * method.stats["layer"] + [len(kept)] * (layers - method.stats["layer"])
+        info.llm_prefill_flops = decoder_prefill_flops(self.config.text_config, info.llm_layer_tokens)
+        info.llm_prefill_flops_fastv = decoder_prefill_flops_fastv(self.config.text_config, info.llm_layer_tokens)
 
     def _llm_generation_config(self, generation_config, generate_kwargs: dict) -> GenerationConfig:
         """The model's generation_config (greedy, EOS list) updated with the caller's settings, never mutated."""
@@ -1034,6 +1196,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         infos = []
         for sample, (ids, prompt_length, visual) in enumerate(zip(rows, prompt_lengths, visual_counts)):
             info = LangDCInfo(visual_tokens=visual, text_tokens=prompt_length - visual, timings=timings)
+            info.llm_layer_tokens = [prompt_length] * config.text_config.num_hidden_layers
             info.llm_prefill_flops = decoder_prefill_flops(config.text_config, prompt_length)
             info.llm_prefill_flops_fastv = decoder_prefill_flops_fastv(config.text_config, prompt_length)
             if media is not None:
@@ -1041,6 +1204,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 info.tokens_per_clip = [media.caption_tokens[c].shape[0] for c in clips]
                 info.caption_ids = [media.caption_ids[c] for c in clips]
                 info.pool_tokens = media.pool_token_count(clips)
+                info.uncompressed_pool_tokens = sum(media.uncompressed_pool_tokens[c] for c in clips)
                 info.num_frames = media.plan.tiles_per_sample[sample]
                 info.num_clips = len(clips)
                 info.full_visual_tokens = info.num_frames * config.full_tokens_per_tile
@@ -1069,6 +1233,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         video_metadata=None,
         verbose: bool = False,
         video_pixel_values: torch.Tensor | None = None,
+        compressor: str | None = None,
+        budget: float | None = None,
+        compressor_options: dict | None = None,
         **kwargs,
     ):
         """Answer one question about an image, several images or a video (PVC/InternVL `chat`).
@@ -1088,6 +1255,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 repeated frames of a short video.
             video_pixel_values: two-encoder models only: the same frames/tiles at the video encoder's size, as
                 returned by the processor's `load_video` / `load_image` beside `pixel_values`.
+            compressor / budget / compressor_options: a training-free token compressor, see [`generate`].
 
         Returns:
             `response`, plus `history` if `return_history`, plus `info` if `return_info`, in that order.
@@ -1107,6 +1275,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             [video_metadata],
             verbose,
             video_pixel_values,
+            dict(compressor=compressor, budget=budget, compressor_options=compressor_options),
         )
         outputs = (responses[0],)
         if return_history:
@@ -1129,6 +1298,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         video_metadata: list | None = None,
         verbose: bool = False,
         video_pixel_values: torch.Tensor | None = None,
+        compressor: str | None = None,
+        budget: float | None = None,
+        compressor_options: dict | None = None,
         **kwargs,
     ):
         """Answer several questions in one batched pass: one vision call, one expert `generate`, one LLM `generate`.
@@ -1137,7 +1309,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         sample: a list of tiles per image/frame (a plain int means one image of that many tiles, as in InternVL).
         `data_flag` is one flag or one per sample; `history` is None or one history per sample. Returns the list
         of responses, plus the histories and/or the list of [`LangDCInfo`] as in [`chat`]. Two-encoder models also
-        take `video_pixel_values`, the same tiles/frames at the video encoder's size.
+        take `video_pixel_values`, the same tiles/frames at the video encoder's size. `compressor`, `budget` and
+        `compressor_options` choose a training-free token compressor, see [`generate`].
         """
         if num_patches_list is None and "image_counts" in kwargs:
             num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias
@@ -1155,6 +1328,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             video_metadata or [None] * len(questions),
             verbose,
             video_pixel_values,
+            dict(compressor=compressor, budget=budget, compressor_options=compressor_options),
         )
         outputs = (responses,)
         if return_history:
@@ -1165,7 +1339,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _chat_batch(
         self, tokenizer, pixel_values, questions, generation_config, num_patches_list, data_flag, histories,
-        video_metadata, verbose, video_pixel_values=None,
+        video_metadata, verbose, video_pixel_values=None, compression=None,
     ):
         batch = len(questions)
         if len(histories) != batch or len(video_metadata) != batch:
@@ -1201,6 +1375,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             generation_config=gen_config,
             return_info=True,
             video_pixel_values=video_pixel_values,
+            **(compression or {}),
         )
         responses = [r.strip() for r in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
         caption_tokenizer = getattr(self, "expert_tokenizer", None) or tokenizer
