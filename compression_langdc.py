@@ -485,7 +485,7 @@ class HoliTomCompressor(TokenCompressor):
         return merged, members, order
 
     def llm_hooks(self, language_model, visual_mask):
-        if self.inner_layer is None or self.inner_ratio is None:
+        if self.is_identity or self.inner_layer is None or self.inner_ratio is None:
             return contextlib.nullcontext()
         return _PrefillReducer(language_model, visual_mask, self.inner_layer, self.inner_ratio, merge=True, owner=self)
 
