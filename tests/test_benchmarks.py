@@ -1,0 +1,57 @@
+"""The compressor benchmark harness end to end on the tiny random checkpoint and a 2-video micro synthvid set."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("synthvid")
+
+
+@pytest.fixture(scope="module")
+def micro_data(tmp_path_factory):
+    from synthvid.build import main as build
+
+    out = tmp_path_factory.mktemp("synthvid")
+    build(["--out", str(out), "--train", "1", "--val", "1", "--test", "2", "--test-unseen", "1", "--seed", "3"])
+    return out
+
+
+def test_harness_writes_json_markdown_and_plot(checkpoint_dir, micro_data, tmp_path):
+    from benchmarks.compressors import main
+
+    output = tmp_path / "bench"
+    paths = main(["--model", str(checkpoint_dir), "--data", str(micro_data), "--limit", "2", "--methods", "none",
+                  "divprune", "fastv", "dycoke", "--budgets", "0.1", "1.0", "--decode-tokens", "3", "--warmup", "0",
+                  "--max-new-tokens", "2", "--output", str(output), "--compressor-options", '{"fastv": {"layer": 1}}'])
+    assert sorted(p.name for p in paths) == ["accuracy_vs_tokens.png", "results.json", "results.md"]
+    assert (output / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((output / "results.json").read_text())
+    rows = {(r["method"], r["budget"]): r for r in report["results"]}
+    assert set(rows) == {("none", 1.0), ("divprune", 0.1), ("divprune", 1.0), ("fastv", 0.1), ("fastv", 1.0),
+                         ("dycoke", 0.1), ("dycoke", 1.0)}
+    full, pruned = rows[("none", 1.0)], rows[("divprune", 0.1)]
+    assert full["questions"] == pruned["questions"] > 0
+    assert pruned["visual_tokens"] < full["visual_tokens"]
+    assert rows[("divprune", 1.0)]["visual_tokens"] == full["visual_tokens"]
+    assert rows[("divprune", 1.0)]["accuracy"] == full["accuracy"]
+    assert pruned["llm_prefill_tflops"] < full["llm_prefill_tflops"]
+    fastv = rows[("fastv", 0.1)]
+    assert fastv["visual_tokens"] == full["visual_tokens"]  # FastV prunes inside the LLM
+    assert fastv["llm_layer_tokens_mean"] < full["llm_layer_tokens_mean"]
+    assert fastv["llm_prefill_tflops_fastv"] < full["llm_prefill_tflops_fastv"]
+    assert "below its minimum" in rows[("dycoke", 0.1)]["unsupported"]
+    for row in (full, pruned, fastv):
+        assert row["ttft_ms"] >= row["llm_prefill_ms"] > 0 and row["decode_tokens_per_s"] > 0
+        assert row["peak_memory_kind"] == "cpu_peak_rss_of_process"
+    table = (output / "results.md").read_text()
+    assert "| divprune | 0.10 |" in table and "unsupported" in table
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+@pytest.mark.parametrize("mode", ["--real-shapes", "--expert-decode-latency"])
+def test_gpu_modes_refuse_on_cpu(mode, tmp_path):
+    from benchmarks.compressors import main
+
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        main([mode, "--output", str(tmp_path)])
