@@ -1,4 +1,5 @@
-"""The compressor benchmark harness end to end on the tiny random checkpoint and a 2-video micro synthvid set."""
+"""The compressor benchmark harness end to end on a tiny random checkpoint and a micro synthvid set (2 test videos,
+the first one measured)."""
 
 import json
 
@@ -17,11 +18,22 @@ def micro_data(tmp_path_factory):
     return out
 
 
-def test_harness_writes_json_markdown_and_plot(checkpoint_dir, micro_data, tmp_path):
+@pytest.fixture(scope="module")
+def baseline_dir(make_model, tokenizer, tmp_path_factory):
+    """A tiny no-expert baseline checkpoint (16 pool tokens per frame), the compressors' main target."""
+    from tools.build_checkpoint import build_processor, save_checkpoint
+
+    model = make_model(use_expert=False, pool_grid=4)
+    path = tmp_path_factory.mktemp("baseline")
+    save_checkpoint(model, tokenizer, build_processor(model.config, tokenizer), path)
+    return path
+
+
+def test_harness_writes_json_markdown_and_plot(baseline_dir, micro_data, tmp_path):
     from benchmarks.compressors import main
 
     output = tmp_path / "bench"
-    paths = main(["--model", str(checkpoint_dir), "--data", str(micro_data), "--limit", "2", "--methods", "none",
+    paths = main(["--model", str(baseline_dir), "--data", str(micro_data), "--limit", "1", "--methods", "none",
                   "divprune", "fastv", "dycoke", "--budgets", "0.1", "1.0", "--decode-tokens", "3", "--warmup", "0",
                   "--max-new-tokens", "2", "--output", str(output), "--compressor-options", '{"fastv": {"layer": 1}}'])
     assert sorted(p.name for p in paths) == ["accuracy_vs_tokens.png", "results.json", "results.md"]
