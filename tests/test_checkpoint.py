@@ -15,6 +15,7 @@ from tests.conftest import video_pixels
 from tools.remote_code import REPO_ROOT
 
 REMOTE_FILES = ("configuration_langdc.py", "modeling_langdc.py", "processing_langdc.py", "flops_langdc.py",
+                "compression_langdc.py",
                 "video_encoder_langdc.py")
 
 
