@@ -181,7 +181,7 @@ def test_token_accounting_per_data_flag(model, tokenizer, question, patches, fla
     assert info.full_visual_tokens == tiles * config.patches_per_tile
     assert info.llm_prefill_flops > info.llm_prefill_flops_fastv > 0
     assert info.expert_flops > 0
-    assert set(info.timings) == {"vision", "expert", "llm_prefill", "llm_decode", "total"}
+    assert set(info.timings) == {"vision", "expert", "compressor", "llm_prefill", "llm_decode", "total"}
 
 
 @pytest.mark.parametrize("layout", ["per_clip", "pool_then_captions"])
@@ -194,7 +194,7 @@ def test_block_layout_places_blocks(make_model, tokenizer, layout, use_pool_bran
     question = video_question(frames) if per_frame_placeholders else "<video>\nWhat happens?"
     ids = tokenizer([question], return_tensors="pt")
     with forced_caption_lengths(model, [2, 3]), torch.no_grad():
-        embeds, mask, _, media, rows, visual = model._prepare_multimodal(
+        embeds, mask, _, media, rows, visual, _ = model._prepare_multimodal(
             ids["input_ids"], ids["attention_mask"], video_pixels(frames), [[1] * frames], 3
         )
     pool = media.pool_tokens or [torch.zeros(0, embeds.shape[-1])] * 2
