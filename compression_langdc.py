@@ -662,6 +662,8 @@ class _PrefillReducer(_HookSet):
         hidden, kwargs = _hidden_and_kwargs(args, kwargs)
         cos, sin = kwargs["position_embeddings"]
         mask = kwargs.get("attention_mask")
+        if cos.shape[1] not in (1, self.length):
+            raise ValueError(f"{self.owner.name} prunes at prefill and decodes from the KV cache: use_cache=True.")
         if cos.shape[1] == self.length:  # prefill
             if hidden.shape[1] == self.length:  # first reduced layer
                 if self.merge and self.dropped.numel():
@@ -702,7 +704,9 @@ class _DecodeKVPruner(_HookSet):
     def score(self, module, args, kwargs):
         hidden, _ = _hidden_and_kwargs(args, kwargs)
         cache = kwargs.get("past_key_values")
-        if hidden.shape[1] != 1 or cache is None or cache.get_seq_length(module.layer_idx) == 0:
+        if cache is None:
+            raise ValueError("dycoke KV pruning prunes the KV cache at decode steps: use_cache=True.")
+        if hidden.shape[1] != 1 or cache.get_seq_length(module.layer_idx) == 0:
             self.allowed = None  # prefill runs unpruned
             return None
         cached_keys = cache.layers[module.layer_idx].keys

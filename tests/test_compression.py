@@ -195,6 +195,23 @@ def test_dycoke_kv_pruning_acts_at_decode_only(baseline, tokenizer):
     assert info.compressor_stats["kv_reselections"] >= 1
 
 
+@pytest.mark.parametrize("method", ["fastv", "dycoke", "holitom"])
+def test_inner_methods_agree_between_sdpa_and_eager_attention(make_model, tokenizer, method):
+    """The sliced (FastV/HoliTom) and KV-pruned (DyCoke) masks are right for both kernels, at prefill and decode."""
+    model = make_model(use_expert=False, pool_grid=POOL_GRID, seed=5)
+    args = dict(compressor=method, budget=0.5, compressor_options=INNER[method], max_new_tokens=4)
+    sdpa, info = run(model, tokenizer, **args)
+    model.set_attn_implementation("eager")
+    try:
+        eager, _ = run(model, tokenizer, **args)
+    finally:
+        model.set_attn_implementation("sdpa")
+    torch.testing.assert_close(eager, sdpa, rtol=1e-4, atol=1e-4)
+    if method != "dycoke":
+        layers = model.config.text_config.num_hidden_layers
+        assert info.llm_layer_tokens[-1] < info.llm_layer_tokens[0] and len(info.llm_layer_tokens) == layers
+
+
 def test_per_layer_prefill_flops_match_the_uniform_formula(baseline):
     config = baseline.config.text_config
     layers = config.num_hidden_layers
@@ -258,10 +275,16 @@ def test_baseline_config_needs_the_pool_branch(tokenizer):
 def test_static_expert_cache_gives_identical_captions(model):
     pixels = torch.cat([video_pixels(FRAMES, seed=4), video_pixels(5, seed=5)])
     args = (pixels, [[1] * FRAMES, [1] * 5], 3)
-    dynamic = model.caption_clips(*args)
-    model.config.expert_cache_implementation = "static"
+    caches = []
+    handle = model.expert.model.register_forward_pre_hook(
+        lambda module, a, kwargs: caches.append(type(kwargs.get("past_key_values")).__name__), with_kwargs=True)
     try:
+        dynamic = model.caption_clips(*args)
+        used_dynamic, caches[:] = set(caches), []
+        model.config.expert_cache_implementation = "static"
         static = model.caption_clips(*args)
     finally:
         model.config.expert_cache_implementation = "dynamic"
+        handle.remove()
+    assert used_dynamic == {"DynamicCache"} and set(caches) == {"StaticCache"}
     assert static == dynamic and any(dynamic)
