@@ -1135,9 +1135,11 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         llm_config = self._llm_generation_config(generation_config, generate_kwargs)
         if compressor is None and (budget is not None or compressor_options):
             raise ValueError("`budget` / `compressor_options` were given without a `compressor`.")
+        if compressor is not None and budget is None:
+            raise ValueError(f"`compressor={compressor!r}` needs a `budget` (fraction of visual tokens kept).")
         method = None
         if compressor is not None:
-            method = get_compressor(compressor, 1.0 if budget is None else budget, **(compressor_options or {}))
+            method = get_compressor(compressor, budget, **(compressor_options or {}))
         inputs_embeds, mask, _, media, rows, visual_counts, pool_mask = self._prepare_multimodal(
             input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=llm_config.use_cache,
             video_pixel_values=video_pixel_values, compressor=method,

@@ -237,6 +237,8 @@ def test_bad_names_and_options_raise(baseline, tokenizer):
         compression.get_compressor("fastv", 0.5, window=3)
     with pytest.raises(ValueError, match="without a `compressor`"):
         run(baseline, tokenizer, budget=0.5)
+    with pytest.raises(ValueError, match="'pool'.*needs a `budget`"):
+        run(baseline, tokenizer, compressor="pool")
     with pytest.raises(ValueError, match="layer must be in"):
         run(baseline, tokenizer, compressor="fastv", budget=0.5, compressor_options={"layer": 9})
 
