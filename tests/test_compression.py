@@ -53,9 +53,15 @@ def random_tokens(frames=FRAMES, side=POOL_GRID, dim=32, static=False, seed=0):
 # ---------------------------------------------------------------------------------------------------------------
 # budget 1.0 is the uncompressed model
 # ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def uncompressed(baseline, tokenizer):
+    """Logits (3 greedy steps) and info of the baseline without a compressor."""
+    return run(baseline, tokenizer)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_budget_one_reproduces_uncompressed_logits(baseline, tokenizer, method):
-    reference, plain = run(baseline, tokenizer)
+def test_budget_one_reproduces_uncompressed_logits(baseline, tokenizer, uncompressed, method):
+    reference, plain = uncompressed
     logits, info = run(baseline, tokenizer, compressor=method, budget=1.0, compressor_options=INNER.get(method))
     assert torch.equal(logits, reference)
     assert info.visual_tokens == plain.visual_tokens == FRAMES * POOL_GRID**2
@@ -137,11 +143,11 @@ def test_holitom_merges_static_positions_and_stays_within_its_bound(budget):
     assert min(budget * m, m - merged) - segments / 2 <= out.feats.shape[0] <= budget * m + frames + segments / 2
 
 
-def test_model_reports_the_compressors_token_count(baseline, tokenizer):
+def test_model_reports_the_compressors_token_count(baseline, tokenizer, uncompressed):
     _, info = run(baseline, tokenizer, compressor="divprune", budget=0.25)
     assert info.pool_tokens == info.visual_tokens == round(0.25 * FRAMES * POOL_GRID**2)
     assert info.uncompressed_pool_tokens == FRAMES * POOL_GRID**2
-    _, plain = run(baseline, tokenizer)
+    _, plain = uncompressed
     assert info.llm_prefill_flops < plain.llm_prefill_flops
 
 
