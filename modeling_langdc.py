@@ -69,7 +69,8 @@ class LangDCInfo:
         llm_prefill_flops_fastv: the same in the FastV/DyCoke convention `L(4nd^2 + 2n^2d + 2ndm)`.
         expert_flops: expert prefill + caption decode FLOPs of this sample's clips (exact formula).
         timings: seconds of the whole batched call (shared by its samples): `vision`, `expert`, `compressor`
-            (training-free compressor before the LLM), `llm_prefill` (LLM time to first token), `llm_decode`, `total`.
+            (training-free compressor before the LLM, incl. its vision-attention hook), `llm_prefill` (LLM time to
+            first token), `llm_decode`, `total`.
         compressor / budget: the training-free compressor of the call (`compression_langdc.py`) and its budget
             (None without one).
         uncompressed_pool_tokens: pool-branch tokens before that compressor (equal to `pool_tokens` without one).
@@ -748,13 +749,15 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         device = pixel_values.device
         timings = {}
         start = time.perf_counter()
-        saliency = None
+        saliency, saliency_seconds = None, 0.0
         if compressor is not None and compressor.requires and not compressor.is_identity:
-            features, video_features, saliency = self._encode_frames_with_saliency(pixel_values, video_pixel_values, plan)
+            features, video_features, saliency, saliency_seconds = self._encode_frames_with_saliency(
+                pixel_values, video_pixel_values, plan
+            )
         else:
             features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
         _synchronize(device)
-        timings["vision"] = time.perf_counter() - start
+        timings["vision"] = time.perf_counter() - start - saliency_seconds
 
         start = time.perf_counter()
         if self.expert is None:
@@ -786,7 +789,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                         compressor, video_pool_tokens, self.config.video_pool_grid, plan, None
                     )
         _synchronize(device)
-        timings["compressor"] = time.perf_counter() - start
+        timings["compressor"] = time.perf_counter() - start + saliency_seconds
         prompt_lengths = prompt_mask.sum(-1).tolist() if prompt_mask is not None else [0] * len(plan.clip_tiles)
         return _Media(plan, caption_tokens, pool_tokens, video_pool_tokens, caption_ids, prompt_lengths, timings,
                       uncompressed)
@@ -814,7 +817,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _encode_frames_with_saliency(self, pixel_values, video_pixel_values, plan):
         """`_encode_frames` plus, from a q.k hook on the vision layer that produces the features, the attention each
-        patch receives and the head-averaged keys (`compression_langdc.received_attention`): `[F, P]`, `[F, P, d_h]`.
+        patch receives and the head-averaged keys (`compression_langdc.received_attention`): `[F, P]`, `[F, P, d_h]`,
+        and the seconds that hook took (counted as compressor time, not vision time).
 
         Raises:
             ValueError: if `vision_feature_layer` selects the embeddings (no attention layer).
@@ -826,8 +830,11 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         captured = {}
 
         def hook(module, args, kwargs):
+            hook_start = time.perf_counter()
             hidden = args[0] if args else kwargs["hidden_states"]
             captured["saliency"], captured["keys"] = received_attention(module, hidden)
+            _synchronize(hidden.device)
+            captured["seconds"] = time.perf_counter() - hook_start
 
         handle = layers[index].self_attn.register_forward_pre_hook(hook, with_kwargs=True)
         try:
@@ -836,7 +843,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             handle.remove()
         patches = self.config.patches_per_tile
         saliency = (captured["saliency"][:, -patches:], captured["keys"][:, -patches:])
-        return features, video_features, saliency
+        return features, video_features, saliency, captured["seconds"]
 
     def _compress_pool(self, compressor, blocks, grid: int, plan: _MediaPlan, saliency) -> list[torch.Tensor]:
         """Apply a pre-LLM compressor to each sample's pool tokens `[T, grid^2, D]` (T = its tiles/frames) and give
