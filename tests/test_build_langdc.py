@@ -92,7 +92,7 @@ def smollm2_langdc_dir(tmp_path_factory, smollm2_dir) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_langdc(smollm2_langdc_dir):
     model = AutoModel.from_pretrained(smollm2_langdc_dir, trust_remote_code=True, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(smollm2_langdc_dir)
+    return model, AutoTokenizer.from_pretrained(smollm2_langdc_dir, trust_remote_code=True)
 
 
 def test_smollm2_folder_is_hub_ready(smollm2_langdc_dir):
@@ -110,7 +110,7 @@ def test_smollm2_folder_is_hub_ready(smollm2_langdc_dir):
     assert config["expert_tokenizer_subfolder"] is None
     assert str(smollm2_langdc_dir.parent) not in json.dumps(config)  # no path of this machine
     generation = json.loads((smollm2_langdc_dir / "generation_config.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_langdc_dir)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_langdc_dir, trust_remote_code=True)
     assert generation["eos_token_id"] == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     assert generation["do_sample"] is False
     card = (smollm2_langdc_dir / "README.md").read_text()
@@ -231,7 +231,7 @@ def test_tiny_expert_tokenizer_subfolder(tiny_langdc_dir, tiny_components):
     expert_tokenizer = AutoTokenizer.from_pretrained(expert)
     assert (tiny_langdc_dir / "expert_tokenizer" / "tokenizer.json").is_file()
     model = AutoModel.from_pretrained(tiny_langdc_dir, trust_remote_code=True, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_langdc_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_langdc_dir, trust_remote_code=True)
     assert model.config.expert_tokenizer_subfolder == "expert_tokenizer"
     prefix = model.config.expert_prompt.split("<image>")[0]
     assert model.config.expert_prompt_prefix_ids == expert_tokenizer(prefix, add_special_tokens=False).input_ids

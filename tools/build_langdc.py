@@ -368,7 +368,7 @@ def model_card(config, vision: Component, expert: Component, llm: Component, lic
         "",
         'path = "."  # this folder',
         "model = AutoModel.from_pretrained(path, dtype=torch.bfloat16, trust_remote_code=True).eval()",
-        "tokenizer = AutoTokenizer.from_pretrained(path)",
+        "tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)",
         "processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)",
         'pixel_values, num_patches_list = processor.load_video("clip.mp4")',
         'question = "".join(f"Frame{i + 1}: <image>\\n" for i in range(len(num_patches_list))) + "What happens?"',
