@@ -307,7 +307,7 @@ def _describe_component(name: str, component: Component, config) -> str:
     vocab_text = f"{vocab:,}" if vocab and config.model_type not in VISION_MODEL_CLASSES else "-"
     return (
         f"| {name} | `{component.source.name}` | {config.model_type} | {params / 1e6:.1f}M | {config.hidden_size} "
-        f"| {layers} | {vocab_text} | pretrained, copied unchanged |"
+        f"| {layers} | {vocab_text} | pretrained, copied |"
     )
 
 
