@@ -281,6 +281,11 @@ def test_bad_inputs_name_the_input(tiny_components, tmp_path):
         build_langdc(vision, expert, llm, out, fields=dict(pool_grid=9))  # 64 px / 8 px patches = 8 per side
     with pytest.raises(ValueError, match="--fields: .*come from the components"):
         build_langdc(vision, expert, llm, out, fields=dict(image_token_id=3))
+    base_tokenizer = build_byte_tokenizer()
+    base_tokenizer.chat_template = None
+    base_llm = _save_causal_lm(tmp_path / "base_llm", base_tokenizer, 32, seed=4)
+    with pytest.raises(ValueError, match="--llm .*no chat template"):
+        build_langdc(vision, expert, base_llm, out)
     assert not out.exists()
 
 

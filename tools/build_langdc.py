@@ -442,6 +442,8 @@ def build_langdc(
     _check_output(output, overwrite)
     vision_tower = load_vision_tower(vision, dtype=dtype)
     expert_lm, llm_lm = _load_language_models(expert, llm, dtype)
+    if not llm_lm.tokenizer.chat_template:
+        raise ValueError(f"--llm {llm_lm.source}: its tokenizer has no chat template (use an instruct/chat model).")
     add_media_tokens(llm_lm, seed)
     try:
         config = build_langdc_config(vision_tower, expert_lm, llm_lm, fields, expert_prompt, dtype)
@@ -450,11 +452,8 @@ def build_langdc(
             raise
         raise ValueError(f"--fields: {error}") from error
     model = assemble_model(config, vision_tower, expert_lm, llm_lm, dtype, seed)
-    chat_template = llm_lm.tokenizer.chat_template
-    if not chat_template:
-        raise ValueError(f"--llm {llm_lm.source}: its tokenizer has no chat template (use an instruct/chat model).")
     processor = build_processor(
-        config, llm_lm.tokenizer, vision_tower.image_mean, vision_tower.image_std, chat_template=chat_template
+        config, llm_lm.tokenizer, vision_tower.image_mean, vision_tower.image_std, llm_lm.tokenizer.chat_template
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.build-"))
