@@ -245,6 +245,14 @@ def test_tiny_expert_tokenizer_subfolder(tiny_langdc_dir, tiny_components):
     assert info.captions != [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in info.caption_ids]
 
 
+def test_shared_vocabulary_needs_no_expert_tokenizer(tiny_components, tmp_path):
+    """One folder as expert and LLM (loaded once): the tokenizer at the root serves both."""
+    _, vision, _, llm = tiny_components
+    output = build_langdc(vision, llm, llm, tmp_path / "out", fields=dict(expert_pool_grid=2))
+    assert json.loads((output / "config.json").read_text())["expert_tokenizer_subfolder"] is None
+    assert not (output / "expert_tokenizer").exists()
+
+
 def test_clip_vision_tower_and_overwrite(tiny_components, tmp_path):
     _, _, expert, llm = tiny_components
     torch.manual_seed(3)

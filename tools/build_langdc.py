@@ -215,6 +215,11 @@ def _eos_ids(component: Component) -> list[int]:
     return eos
 
 
+def _text_vocab(tokenizer) -> dict[str, int]:
+    """The vocabulary without the media placeholders (which `add_media_tokens` may have added to the LLM's)."""
+    return {token: i for token, i in tokenizer.get_vocab().items() if token not in (IMAGE_TOKEN, VIDEO_TOKEN)}
+
+
 def _sub_config(component: Component, dtype: torch.dtype) -> dict:
     """The component's config as a dict, without where it was loaded from, in the output dtype."""
     config = component.model.config.to_dict()
@@ -251,7 +256,7 @@ def build_langdc_config(
             f"--expert {expert.source}: the default expert prompt is ChatML but the tokenizer has no {IM_START} / "
             f"{IM_END}; pass --expert-prompt with the expert's own chat format and one <image>."
         )
-    shares_vocab = vocab == {t: i for t, i in llm.tokenizer.get_vocab().items() if t not in (IMAGE_TOKEN, VIDEO_TOKEN)}
+    shares_vocab = _text_vocab(expert.tokenizer) == _text_vocab(llm.tokenizer)
     LangDCConfig = import_remote("configuration_langdc").LangDCConfig
     eos = _eos_ids(expert)
     config = LangDCConfig(
