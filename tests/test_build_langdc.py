@@ -113,6 +113,9 @@ def test_smollm2_folder_is_hub_ready(smollm2_langdc_dir):
     tokenizer = AutoTokenizer.from_pretrained(smollm2_langdc_dir, trust_remote_code=True)
     assert generation["eos_token_id"] == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     assert generation["do_sample"] is False
+    image_processor = json.loads((smollm2_langdc_dir / "processor_config.json").read_text())["image_processor"]
+    assert image_processor["image_mean"] == pytest.approx([0.4, 0.45, 0.5])  # the SigLIP folder's own
+    assert image_processor["image_size"] == VISION_KWARGS["image_size"]
     card = (smollm2_langdc_dir / "README.md").read_text()
     assert "| LLM | `smollm2" in card and "llama" in card and "untrained" in card
 
