@@ -11,11 +11,15 @@ Dynamic Video Token Compressors", arXiv 2509.00969) bundles three towers:
 
 Defaults follow the official release's shapes where they exist (Qwen2.5-0.5B expert, Qwen2.5-3B LLM, 4-frame
 clips, 16 frames, layer-0 soft tokens, `max_new_tokens=128` for the cap-only branch); the vision tower defaults
-to SigLIP-so400m because the official InternVideo2 + CLIP pair is a separate two-encoder layout.
+to SigLIP-so400m. The official release is a two-encoder layout: CLIP ViT-L/14-336 context frames (`vision_config`)
+plus InternVideo2 4-frame chunks (`video_config`, `video_encoder_langdc.py`); `tools/configs/official.json` holds its
+fields and `tools/convert_official_langdc.py` builds it from the released weights.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+
+from .video_encoder_langdc import InternVideo2Config
 
 PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
 BLOCK_LAYOUTS = ("per_clip", "pool_then_captions")
@@ -39,6 +43,9 @@ class LangDCConfig(PreTrainedConfig):
             Language expert config (`qwen2` or `llama` causal LM).
         text_config (`dict` or `PreTrainedConfig`, *optional*):
             LLM config (`qwen2` or `llama` causal LM).
+        video_config (`dict` or `InternVideo2Config`, *optional*):
+            Second encoder of the official two-encoder layout: InternVideo2 on chunks of `frames_per_clip` frames
+            (its `image_size` is the video frame size). `None` (default): one vision tower only.
         vision_feature_layer (`int`, defaults to -2):
             Hidden-state index of the vision tower whose patch tokens are used (CLS, if any, is dropped).
         frames_per_clip (`int`, defaults to 4):
@@ -58,6 +65,13 @@ class LangDCConfig(PreTrainedConfig):
             Vision dim -> LLM dim projector of the pool branch, applied before pooling.
         pool_grid (`int`, defaults to 2):
             Pool-branch grid side per tile/frame.
+        video_expert_projector_type / video_pool_projector_type (`str`, default `"mlp2x_gelu"`):
+            Video encoder dim -> expert dim / LLM dim projectors (two-encoder layout only; official
+            `cap_mm_projector` / `mm_projector`).
+        video_expert_pool_grid / video_pool_grid (`int`, defaults to 8 / 4):
+            Grid side each video-encoder frame is pooled to for the expert / the pool branch (two-encoder layout).
+            A clip's expert input is `[context tokens of its frames | video tokens of its frames]`; its pool
+            tokens are `[context pool | video pool]` (research/langdc.md §2.2, §2.3).
         max_caption_tokens (`int`, defaults to 128):
             Upper bound of soft caption tokens per clip (the expert's `max_new_tokens`).
         soft_token_layer (`int`, defaults to 0):
@@ -127,11 +141,13 @@ class LangDCConfig(PreTrainedConfig):
                 "tie_word_embeddings": True,
             },
         ),
+        "video_config": SubConfigSpec(config_class=InternVideo2Config, optional=True),
     }
 
     vision_config: dict | PreTrainedConfig | None = None
     expert_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
+    video_config: dict | PreTrainedConfig | None = None
     vision_feature_layer: int = -2
     frames_per_clip: int = 4
     num_frames: int = 16
@@ -141,6 +157,10 @@ class LangDCConfig(PreTrainedConfig):
     use_pool_branch: bool = True
     pool_projector_type: str = "mlp2x_gelu"
     pool_grid: int = 2
+    video_expert_projector_type: str = "mlp2x_gelu"
+    video_expert_pool_grid: int = 8
+    video_pool_projector_type: str = "mlp2x_gelu"
+    video_pool_grid: int = 4
     max_caption_tokens: int = 128
     soft_token_layer: int = 0
     expert_prompt: str = DEFAULT_EXPERT_PROMPT
@@ -161,7 +181,8 @@ class LangDCConfig(PreTrainedConfig):
         self._validate_fields()
 
     def _validate_fields(self):
-        for name in ("expert_projector_type", "caption_projector_type", "pool_projector_type"):
+        projector_fields = ("expert_projector_type", "caption_projector_type", "pool_projector_type")
+        for name in projector_fields + ("video_expert_projector_type", "video_pool_projector_type"):
             if getattr(self, name) not in PROJECTOR_TYPES:
                 raise ValueError(f"`{name}` must be one of {PROJECTOR_TYPES}, got {getattr(self, name)!r}.")
         if self.block_layout not in BLOCK_LAYOUTS:
@@ -181,6 +202,22 @@ class LangDCConfig(PreTrainedConfig):
             if getattr(self, name) > patches_per_side:
                 raise ValueError(
                     f"`{name}`={getattr(self, name)} exceeds the vision tower's {patches_per_side} patches per side."
+                )
+        if self.video_config is not None:
+            self._validate_video_fields()
+
+    def _validate_video_fields(self):
+        video = self.video_config
+        if video.num_frames != self.frames_per_clip:
+            raise ValueError(
+                f"The video encoder encodes chunks of {video.num_frames} frames but `frames_per_clip` is "
+                f"{self.frames_per_clip}: one chunk is one clip, they must be equal."
+            )
+        video_side = video.image_size // video.patch_size
+        for name in ("video_expert_pool_grid", "video_pool_grid"):
+            if not 1 <= getattr(self, name) <= video_side:
+                raise ValueError(
+                    f"`{name}`={getattr(self, name)} must be in [1, {video_side}] (video encoder patches per side)."
                 )
 
     def set_expert_prompt(self, tokenizer, prompt: str | None = None) -> None:
@@ -206,8 +243,14 @@ class LangDCConfig(PreTrainedConfig):
 
     @property
     def patches_per_tile(self) -> int:
-        """Patch tokens per tile/frame from the vision tower (what an uncompressed model would receive)."""
+        """Patch tokens per tile/frame from the vision tower."""
         return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+
+    @property
+    def full_tokens_per_tile(self) -> int:
+        """Encoder tokens per tile/frame an uncompressed model would receive (both encoders when there are two)."""
+        video_patches = self.video_config.patches_per_frame if self.video_config is not None else 0
+        return self.patches_per_tile + video_patches
 
 
 __all__ = ["LangDCConfig"]

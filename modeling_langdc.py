@@ -13,6 +13,11 @@ Data flow (DESIGN.md §3), for a batch of samples:
   3. soft tokens: vectors of the generated caption tokens at `soft_token_layer` -> `caption_projector`;
   4. pool branch (dual model): `pool_projector` -> avg-pool to `pool_grid` -> fixed tokens per tile/frame;
   5. the blocks are spliced at the media placeholders, the batch is left-padded, the LLM generates.
+
+Two-encoder layout (official release, `config.video_config` set): the vision tower is the CLIP context encoder
+and `video_model` (InternVideo2, `video_encoder_langdc.py`) encodes each clip's frames as one chunk from
+`video_pixel_values`. The video features get their own projectors and grids; a clip's expert input is
+`[context tokens | video tokens]` and the pool branch adds `[context pool | video pool]` blocks.
 """
 
 import math
@@ -36,13 +41,14 @@ from transformers.utils import logging
 
 from .configuration_langdc import LangDCConfig
 from .flops_langdc import decoder_decode_flops, decoder_prefill_flops, decoder_prefill_flops_fastv
+from .video_encoder_langdc import InternVideo2Model
 
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
 DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO = 0, 1, 2, 3
 DATA_FLAGS = (DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO)
-POOL, CAPTION = "pool", "caption"
+POOL, VIDEO_POOL, CAPTION = "pool", "video_pool", "caption"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -58,8 +64,8 @@ class LangDCInfo:
         caption_ids: the expert's generated token ids of each clip (EOS excluded).
         visual_tokens: all visual tokens spliced into the LLM prompt (pool + caption tokens).
         pool_tokens: of which fixed pool-branch tokens (0 for the cap-only model).
-        full_visual_tokens: tokens an uncompressed model with the same vision tower would receive: every patch
-            token of every tile/frame (`tiles x patches_per_tile`).
+        full_visual_tokens: tokens an uncompressed model with the same encoders would receive: every patch
+            token of every tile/frame (`tiles x config.full_tokens_per_tile`, both encoders when there are two).
         text_tokens: non-visual prompt tokens.
         num_frames / num_clips: tiles or frames encoded, clips captioned.
         repeated_frames: frames that repeat an earlier frame index because the video was shorter than the
@@ -120,8 +126,9 @@ class _MediaPlan:
 
     clip_tiles: list[tuple[int, int]]  # [start, end) tile range of each clip, all samples, clip order
     clip_sample: list[int]  # sample index of each clip
-    placeholder_blocks: list[list[list[tuple[str, int]]]]  # per sample, per placeholder: [(POOL|CAPTION, clip)]
+    placeholder_blocks: list[list[list[tuple[str, int]]]]  # per sample, per placeholder: [(block kind, clip)]
     tiles_per_sample: list[int]
+    clip_is_video: list[bool]  # frames of a video (one chunk) or tiles of an image
 
 
 @dataclass
@@ -131,9 +138,19 @@ class _Media:
     plan: _MediaPlan
     caption_tokens: list[torch.Tensor]  # [k_clip, D_llm] per clip
     pool_tokens: list[torch.Tensor] | None  # [tiles * pool_grid^2, D_llm] per clip
+    video_pool_tokens: list[torch.Tensor] | None  # [frames * video_pool_grid^2, D_llm] per clip (two encoders)
     caption_ids: list[list[int]]
     expert_prompt_lengths: list[int]
     timings: dict[str, float]
+
+    def block(self, kind: str, clip: int) -> torch.Tensor:
+        """The `[n, D_llm]` tokens of one block (`POOL`, `VIDEO_POOL` or `CAPTION`) of one clip."""
+        return {POOL: self.pool_tokens, VIDEO_POOL: self.video_pool_tokens, CAPTION: self.caption_tokens}[kind][clip]
+
+    def pool_token_count(self, clips: list[int]) -> int:
+        """Fixed pool-branch tokens (context + video) of the given clips."""
+        branches = [tokens for tokens in (self.pool_tokens, self.video_pool_tokens) if tokens is not None]
+        return sum(tokens[c].shape[0] for tokens in branches for c in clips)
 
 
 class _PrefillTimer(LogitsProcessor):
@@ -186,6 +203,14 @@ def pool_patch_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
     grid_tokens = tokens.transpose(1, 2).reshape(n, dim, side, side)
     pooled = F.adaptive_avg_pool2d(grid_tokens, grid)
     return pooled.flatten(2).transpose(1, 2)
+
+
+def _pooled_clip_blocks(projector: nn.Module, features: torch.Tensor, grid: int, plan) -> list[torch.Tensor]:
+    """Pool-branch tokens per clip: project `[F, P, D]` features, pool each tile/frame to `grid x grid`, and gather
+    each clip's tiles/frames in order: `[tiles * grid^2, D_out]` per clip (official `video_project_pool`)."""
+    projected = projector(features.to(next(projector.parameters()).dtype))
+    pooled = pool_patch_tokens(projected, grid)
+    return [pooled[start:end].reshape(-1, pooled.shape[-1]) for start, end in plan.clip_tiles]
 
 
 def _left_pad(rows: list[torch.Tensor], pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,9 +274,11 @@ class LangDCPreTrainedModel(PreTrainedModel):
         "CLIPEncoderLayer",
         "Qwen2DecoderLayer",
         "LlamaDecoderLayer",
+        "InternVideo2Block",
     ]
     _skip_keys_device_placement = "past_key_values"
-    # Every tower is a transformers built-in class that supports these backends; one switch drives all three.
+    # Every tower is a transformers built-in class or InternVideo2Model (transformers' attention interface), all of
+    # which support these backends; one switch (`attn_implementation`) drives all of them through the sub-configs.
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
@@ -262,7 +289,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     """LangDC: vision tower + language-expert compressor + LLM, with PVC/InternVL-style `chat`.
 
     Modules: `vision_model` (SigLIP/CLIP vision), `expert_projector`, `expert` (causal LM), `caption_projector`,
-    `pool_projector` (dual model only), `language_model` (causal LM). See `LangDCConfig` for the fields.
+    `pool_projector` (dual model only), `language_model` (causal LM); with `video_config` also `video_model`
+    (InternVideo2), `video_expert_projector` and `video_pool_projector` (dual only). See `LangDCConfig`.
     """
 
     def __init__(self, config: LangDCConfig):
@@ -278,6 +306,13 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             build_projector(config.pool_projector_type, vision_dim, text_dim) if config.use_pool_branch else None
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.video_model = self.video_expert_projector = self.video_pool_projector = None
+        if config.video_config is not None:
+            video_dim = config.video_config.hidden_size
+            self.video_model = InternVideo2Model(config.video_config)
+            self.video_expert_projector = build_projector(config.video_expert_projector_type, video_dim, expert_dim)
+            if config.use_pool_branch:
+                self.video_pool_projector = build_projector(config.video_pool_projector_type, video_dim, text_dim)
         self.post_init()
 
     # -- accessors (delegate to the LLM) --------------------------------------------------------------------------
@@ -312,7 +347,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         with a single `<video>`, all blocks go there. Raises `ValueError` on every count mismatch.
         """
         config = self.config
-        clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample = [], [], [], []
+        clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample, clip_is_video = [], [], [], [], []
         tile_offset = 0
         for sample, (ids, patches, flag) in enumerate(zip(rows, num_patches_list, data_flags)):
             num_images = sum(1 for t in ids if t == config.image_token_id)
@@ -347,6 +382,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 first_clip = len(clip_tiles)
                 blocks = [self._clip_blocks([first_clip + i]) for i in range(len(clips))]
             else:
+                if config.video_config is not None and any(p != 1 for p in patches):
+                    raise ValueError(
+                        f"Sample {sample}: the video encoder takes one tile per frame, got num_patches_list={patches}."
+                    )
                 frames = len(patches)
                 fpc = config.frames_per_clip
                 clips = [(starts[i], ends[min(i + fpc, frames) - 1]) for i in range(0, frames, fpc)]
@@ -366,6 +405,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                     )
             clip_tiles.extend(clips)
             clip_sample.extend([sample] * len(clips))
+            clip_is_video.extend([flag == DATA_FLAG_VIDEO] * len(clips))
             placeholder_blocks.append(blocks)
             tiles_per_sample.append(sum(patches))
             tile_offset = ends[-1]
@@ -373,17 +413,21 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"sum(num_patches_list) = {tile_offset} but pixel_values holds {num_tiles} tiles/frames."
             )
-        return _MediaPlan(clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample)
+        return _MediaPlan(clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample, clip_is_video)
 
     def _clip_blocks(self, clip_ids: list[int]) -> list[tuple[str, int]]:
-        """Block order for the clips of one placeholder, following `block_layout` and `use_pool_branch`."""
-        pools = [(POOL, c) for c in clip_ids] if self.config.use_pool_branch else []
-        captions = [(CAPTION, c) for c in clip_ids]
+        """Block order for the clips of one placeholder, following `block_layout` and `use_pool_branch`.
+
+        `per_clip`: `[pool_k | video_pool_k | caption_k]` per clip. `pool_then_captions`: `[pool of all clips |
+        video pool of all clips | captions of all clips]`, the official sequence (research/langdc.md §2.3).
+        """
+        kinds = [POOL] if self.config.use_pool_branch else []
+        if self.config.use_pool_branch and self.config.video_config is not None:
+            kinds.append(VIDEO_POOL)
+        kinds.append(CAPTION)
         if self.config.block_layout == "pool_then_captions":
-            return pools + captions
-        if not self.config.use_pool_branch:
-            return captions
-        return [block for c in clip_ids for block in ((POOL, c), (CAPTION, c))]
+            return [(kind, c) for kind in kinds for c in clip_ids]
+        return [(kind, c) for c in clip_ids for kind in kinds]
 
     # -- 2. vision tower -----------------------------------------------------------------------------------------
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -396,20 +440,92 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         features = outputs.hidden_states[self.config.vision_feature_layer]
         return features[:, -self.config.patches_per_tile :]
 
+    def get_video_features(self, video_pixel_values: torch.Tensor, plan: _MediaPlan) -> torch.Tensor:
+        """Video-encoder patch features of every frame/tile: `[F, 3, H_v, W_v] -> [F, P_v, D_video]` (cls dropped).
+
+        The frames of a video clip form one InternVideo2 chunk (official `encode_videos_frames`, research/langdc.md
+        §2.2); a clip shorter than the chunk is padded by repeating its last frame and only its own frames are kept.
+        Image tiles are encoded one by one as single images (T = 1, `img_pos_embed`, research/langdc.md §4). All
+        chunks go through the encoder in one call, all image tiles in another.
+        """
+        chunk_frames = self.config.video_config.num_frames
+        chunks, chunk_clips, image_tiles = [], [], []
+        for clip, (start, end) in enumerate(plan.clip_tiles):
+            if plan.clip_is_video[clip]:
+                frames = video_pixel_values[start:end]
+                padding = frames[-1:].expand(chunk_frames - frames.shape[0], *frames.shape[1:])
+                chunks.append(torch.cat([frames, padding]))
+                chunk_clips.append(clip)
+            else:
+                image_tiles.extend(range(start, end))
+        features = None
+        if chunks:
+            encoded = self._video_encoder_patches(torch.stack(chunks))
+            encoded = encoded.view(len(chunks), chunk_frames, -1, encoded.shape[-1])
+            features = encoded.new_empty(video_pixel_values.shape[0], *encoded.shape[2:])
+            for row, clip in enumerate(chunk_clips):
+                start, end = plan.clip_tiles[clip]
+                features[start:end] = encoded[row, : end - start]
+        if image_tiles:
+            encoded = self._video_encoder_patches(video_pixel_values[image_tiles].unsqueeze(1))
+            if features is None:
+                features = encoded.new_empty(video_pixel_values.shape[0], *encoded.shape[1:])
+            features[image_tiles] = encoded
+        return features
+
+    def _video_encoder_patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`[B, T, 3, H, W] -> [B, T * P_v, D_video]`: the video encoder's output without its cls token."""
+        return self.video_model(pixel_values=pixel_values).last_hidden_state[:, 1:]
+
+    def _encode_frames(
+        self, pixel_values: torch.Tensor, video_pixel_values: torch.Tensor | None, plan: _MediaPlan
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features of both encoders: `([F, P, D_v], [F, P_v, D_video] or None)`.
+
+        Raises:
+            ValueError: if the model has a video encoder and `video_pixel_values` is missing or does not hold one
+                frame per tile of `pixel_values`, or if it has none and `video_pixel_values` is given.
+        """
+        if self.video_model is None:
+            if video_pixel_values is not None:
+                raise ValueError("`video_pixel_values` was given but this model has no video encoder (`video_config`).")
+            return self.get_image_features(pixel_values), None
+        if video_pixel_values is None:
+            raise ValueError(
+                "This two-encoder model needs `video_pixel_values` (frames at the video encoder's size) beside "
+                "`pixel_values`; the processor returns both."
+            )
+        if video_pixel_values.shape[0] != pixel_values.shape[0]:
+            raise ValueError(
+                f"`video_pixel_values` has {video_pixel_values.shape[0]} frames/tiles but `pixel_values` has "
+                f"{pixel_values.shape[0]}: they must be the same frames at the two encoder sizes."
+            )
+        video_pixel_values = video_pixel_values.to(self.video_model.device)
+        return self.get_image_features(pixel_values), self.get_video_features(video_pixel_values, plan)
+
     # -- 3. expert -----------------------------------------------------------------------------------------------
-    def _expert_prompts(self, features: torch.Tensor, plan: _MediaPlan) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded expert prompts `[N_clips, L, D_e]` (prefix | clip tokens | suffix) and their mask."""
+    def _expert_prompts(
+        self, features: torch.Tensor, plan: _MediaPlan, video_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded expert prompts `[N_clips, L, D_e]` (prefix | clip tokens | suffix) and their mask.
+
+        A clip's tokens are its tiles'/frames' pooled vision tokens, followed by their pooled video tokens when
+        the model has a video encoder (official `project(..., "video")`: context first, research/langdc.md §2.2).
+        """
         config = self.config
         if config.expert_prompt_prefix_ids is None or config.expert_prompt_suffix_ids is None:
             raise ValueError("The expert prompt ids are not set: call `config.set_expert_prompt(expert_tokenizer)`.")
         embed = self.expert.get_input_embeddings()
-        clip_tokens = pool_patch_tokens(self.expert_projector(features.to(embed.weight.dtype)), config.expert_pool_grid)
+        branches = [pool_patch_tokens(self.expert_projector(features.to(embed.weight.dtype)), config.expert_pool_grid)]
+        if video_features is not None:
+            projected = self.video_expert_projector(video_features.to(embed.weight.dtype))
+            branches.append(pool_patch_tokens(projected, config.video_expert_pool_grid))
         prefix = embed(torch.tensor(config.expert_prompt_prefix_ids, device=embed.weight.device))
         suffix = embed(torch.tensor(config.expert_prompt_suffix_ids, device=embed.weight.device))
         rows = []
         for start, end in plan.clip_tiles:
-            clip = clip_tokens[start:end].reshape(-1, clip_tokens.shape[-1]).to(embed.weight.device)
-            rows.append(torch.cat([prefix, clip, suffix]))
+            clip = [tokens[start:end].reshape(-1, tokens.shape[-1]).to(embed.weight.device) for tokens in branches]
+            rows.append(torch.cat([prefix, *clip, suffix]))
         max_positions = getattr(config.expert_config, "max_position_embeddings", None)
         longest = max(row.shape[0] for row in rows) + config.max_caption_tokens
         if max_positions is not None and longest > max_positions:
@@ -439,36 +555,45 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _generate_captions(
         self, prompts: torch.Tensor, prompt_mask: torch.Tensor, use_cache: bool
-    ) -> tuple[list[list[int]], list[bool]]:
-        """One batched expert `generate` over all clips. Returns caption ids (EOS excluded) and whether each row
-        stopped at EOS (False: it hit `max_caption_tokens`)."""
+    ) -> tuple[list[list[int]], list[int | None]]:
+        """One batched expert `generate` over all clips. Returns caption ids (EOS excluded) and the EOS id that
+        ended each row (None: it hit `max_caption_tokens`)."""
         sequences = self.expert.generate(
             inputs_embeds=prompts,
             attention_mask=prompt_mask,
             generation_config=self._expert_generation_config(use_cache),
         )
         eos = set(self.config.expert_eos_token_ids)
-        captions, stopped = [], []
+        captions, stop_ids = [], []
         for row in sequences.tolist():
             end = next((i for i, token in enumerate(row) if token in eos), None)
             captions.append(row if end is None else row[:end])
-            stopped.append(end is not None)
-        return captions, stopped
+            stop_ids.append(None if end is None else row[end])
+        return captions, stop_ids
 
     def _official_compat_ids(
-        self, captions: list[list[int]], stopped: list[bool], clip_sample: list[int]
+        self, captions: list[list[int]], stop_ids: list[int | None], clip_sample: list[int]
     ) -> list[list[int]]:
-        """Ids whose embeddings the official inference code keeps (research/langdc.md §2.2, §7.4): the last prompt
-        token, then the caption; the clip(s) with the longest generated sequence of each sample lose the last."""
-        last_prompt_id = (self.config.expert_prompt_suffix_ids or self.config.expert_prompt_prefix_ids)[-1]
-        generated = [len(c) + int(s) for c, s in zip(captions, stopped)]
-        longest = {}
-        for sample, length in zip(clip_sample, generated):
-            longest[sample] = max(longest.get(sample, 0), length)
+        """Ids whose embeddings the official inference code keeps (research/langdc.md §2.2, §7.4).
+
+        The official code batches the clips of one video, stacks the layer-0 vector of the token fed at every
+        decoding step (the last prompt token, then each generated token but the last of the batch), and cuts each
+        row before the first pad id of its generated sequence, or drops the last vector when the row has no pad.
+        So a clip that stopped early keeps `[last prompt token, caption]`, the longest clip of a video loses its
+        last vector, and a clip that stopped on the pad id itself also loses its last caption token.
+        """
+        config = self.config
+        last_prompt_id = (config.expert_prompt_suffix_ids or config.expert_prompt_prefix_ids)[-1]
+        pad = config.expert_pad_token_id if config.expert_pad_token_id is not None else config.expert_eos_token_ids[0]
+        rows = [caption + ([stop] if stop is not None else []) for caption, stop in zip(captions, stop_ids)]
+        steps = {}  # decoding steps of each sample's batch = its longest generated row
+        for sample, row in zip(clip_sample, rows):
+            steps[sample] = max(steps.get(sample, 0), len(row))
         compat = []
-        for caption, length, sample in zip(captions, generated, clip_sample):
-            ids = [last_prompt_id] + caption
-            compat.append(ids[:-1] if length == longest[sample] else ids)
+        for row, sample in zip(rows, clip_sample):
+            padded = row + [pad] * (steps[sample] - len(row))
+            fed = [last_prompt_id] + padded[:-1]
+            compat.append(fed[: padded.index(pad)] if pad in padded else fed[:-1])
         return compat
 
     def _soft_tokens(
@@ -519,6 +644,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         caption_ids: list[list[int]],
         num_patches_list: list[list[int]],
         data_flag=None,
+        video_pixel_values: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Caption cross-entropy of the expert on ground-truth clip captions (training stage II, research/langdc.md §3).
 
@@ -528,6 +654,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 first EOS id is appended as the final target so the expert learns when to stop.
             num_patches_list: per sample, tiles per image or per frame.
             data_flag: per-sample flags (1/2 images, 3 video).
+            video_pixel_values: `[F, 3, H_v, W_v]` the same frames for the video encoder (two-encoder models only).
 
         Returns:
             Mean token-level cross-entropy, shape `()`.
@@ -539,7 +666,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
         if len(caption_ids) != len(plan.clip_tiles):
             raise ValueError(f"Got {len(caption_ids)} captions for {len(plan.clip_tiles)} clips.")
-        prompts, prompt_mask = self._expert_prompts(self.get_image_features(pixel_values), plan)
+        features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
+        prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         outputs, start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=False)
         eos = self.config.expert_eos_token_ids[0]
         targets = torch.full(outputs.logits.shape[:2], IGNORE_INDEX, dtype=torch.long, device=outputs.logits.device)
@@ -549,20 +677,28 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         return F.cross_entropy(outputs.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
-    def caption_clips(self, pixel_values: torch.Tensor, num_patches_list: list[list[int]], data_flag=None) -> list[list[int]]:
+    def caption_clips(
+        self,
+        pixel_values: torch.Tensor,
+        num_patches_list: list[list[int]],
+        data_flag=None,
+        video_pixel_values: torch.Tensor | None = None,
+    ) -> list[list[int]]:
         """Caption every clip with the expert alone (one batched `generate`), without the LLM.
 
         Args:
             pixel_values: `[F, 3, H, W]` tiles/frames of all samples.
             num_patches_list: per sample, tiles per image (data_flag 1/2) or per frame (data_flag 3).
             data_flag: per-sample flags.
+            video_pixel_values: `[F, 3, H_v, W_v]` the same frames for the video encoder (two-encoder models only).
 
         Returns:
             One list of expert token ids per clip (EOS excluded), clips of all samples in order.
         """
         flags = normalize_data_flags(data_flag, len(num_patches_list))
         plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
-        prompts, prompt_mask = self._expert_prompts(self.get_image_features(pixel_values.to(self.device)), plan)
+        features, video_features = self._encode_frames(pixel_values.to(self.device), video_pixel_values, plan)
+        prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         captions, _ = self._generate_captions(prompts, prompt_mask, use_cache=True)
         return captions
 
@@ -580,26 +716,27 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         plan: _MediaPlan,
         caption_ids: list[list[int]] | None = None,
         use_cache: bool = True,
+        video_pixel_values: torch.Tensor | None = None,
     ) -> _Media:
-        """Run the vision tower once on all tiles, caption all clips in one expert `generate` (or use the given
-        `caption_ids`, teacher forcing), and project soft and pool tokens into the LLM space."""
+        """Run the vision tower (and video encoder) once on all tiles, caption all clips in one expert `generate`
+        (or use the given `caption_ids`, teacher forcing), and project soft and pool tokens into the LLM space."""
         device = pixel_values.device
         timings = {}
         start = time.perf_counter()
-        features = self.get_image_features(pixel_values)
+        features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
         _synchronize(device)
         timings["vision"] = time.perf_counter() - start
 
         start = time.perf_counter()
         prompts = prompt_mask = None
         if caption_ids is None or self.config.soft_token_layer > 0:
-            prompts, prompt_mask = self._expert_prompts(features, plan)
+            prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         if caption_ids is None:
             with torch.no_grad():
-                caption_ids, stopped = self._generate_captions(prompts, prompt_mask, use_cache)
+                caption_ids, stop_ids = self._generate_captions(prompts, prompt_mask, use_cache)
             soft_ids = caption_ids
             if self.config.official_soft_token_compat:
-                soft_ids = self._official_compat_ids(caption_ids, stopped, plan.clip_sample)
+                soft_ids = self._official_compat_ids(caption_ids, stop_ids, plan.clip_sample)
         else:
             if len(caption_ids) != len(plan.clip_tiles):
                 raise ValueError(f"Got {len(caption_ids)} caption_ids for {len(plan.clip_tiles)} clips.")
@@ -611,19 +748,18 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         _synchronize(device)
         timings["expert"] = time.perf_counter() - start
 
-        pool_tokens = None
+        pool_tokens = video_pool_tokens = None
         if self.config.use_pool_branch:
-            projected = self.pool_projector(features.to(self._pool_dtype()))
-            pooled = pool_patch_tokens(projected, self.config.pool_grid)
-            pool_tokens = [pooled[s:e].reshape(-1, pooled.shape[-1]) for s, e in plan.clip_tiles]
+            pool_tokens = _pooled_clip_blocks(self.pool_projector, features, self.config.pool_grid, plan)
+            if video_features is not None:
+                video_pool_tokens = _pooled_clip_blocks(
+                    self.video_pool_projector, video_features, self.config.video_pool_grid, plan
+                )
         prompt_lengths = prompt_mask.sum(-1).tolist() if prompt_mask is not None else [0] * len(plan.clip_tiles)
-        return _Media(plan, caption_tokens, pool_tokens, caption_ids, prompt_lengths, timings)
+        return _Media(plan, caption_tokens, pool_tokens, video_pool_tokens, caption_ids, prompt_lengths, timings)
 
     def _caption_dtype(self):
         return next(self.caption_projector.parameters()).dtype
-
-    def _pool_dtype(self):
-        return next(self.pool_projector.parameters()).dtype
 
     # -- 5. splice into the LLM prompt ---------------------------------------------------------------------------
     def _splice(
@@ -651,8 +787,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 text_start = position + 1
                 if token is None:
                     break
-                for branch, clip in media.plan.placeholder_blocks[sample][placeholder_index]:
-                    block = media.pool_tokens[clip] if branch == POOL else media.caption_tokens[clip]
+                for kind, clip in media.plan.placeholder_blocks[sample][placeholder_index]:
+                    block = media.block(kind, clip)
                     pieces.append(block.to(device=device, dtype=embed.weight.dtype))
                     visual += block.shape[0]
                     piece_labels.extend([IGNORE_INDEX] * block.shape[0])
@@ -688,6 +824,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         caption_ids=None,
         labels: torch.Tensor | None = None,
         use_cache: bool = True,
+        video_pixel_values: torch.Tensor | None = None,
     ):
         """Shared by `forward` and `generate`: validate, encode media, splice. Returns
         `(inputs_embeds, attention_mask, labels, media, rows, visual_counts)`."""
@@ -710,15 +847,23 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         plan = self._plan_media(rows, num_patches, flags, num_tiles)
         media = None
         if plan.clip_tiles:
-            pool_per_tile = self.config.pool_grid**2 if self.config.use_pool_branch else 0
+            pool_per_tile = self._pool_tokens_per_tile()
             self._check_context(
                 [len(r) - self._count_placeholders(r) + t * pool_per_tile for r, t in zip(rows, plan.tiles_per_sample)],
                 "text + pool tokens, before captioning",
             )
-            media = self._encode_media(pixel_values.to(self.device), plan, caption_ids, use_cache)
+            media = self._encode_media(pixel_values.to(self.device), plan, caption_ids, use_cache, video_pixel_values)
         inputs_embeds, mask, spliced_labels, visual_counts = self._splice(rows, media, label_rows)
         self._check_context(mask.sum(-1).tolist(), "text + visual tokens")
         return inputs_embeds, mask, spliced_labels, media, rows, visual_counts
+
+    def _pool_tokens_per_tile(self) -> int:
+        """Fixed pool-branch tokens per tile/frame (context grid + video grid when there are two encoders)."""
+        config = self.config
+        if not config.use_pool_branch:
+            return 0
+        video = config.video_pool_grid**2 if config.video_config is not None else 0
+        return config.pool_grid**2 + video
 
     def _count_placeholders(self, ids: list[int]) -> int:
         return sum(1 for t in ids if t in (self.config.image_token_id, self.config.video_token_id))
@@ -758,6 +903,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        video_pixel_values: torch.FloatTensor | None = None,
         **kwargs,
     ) -> LangDCCausalLMOutputWithPast:
         """Teacher-forced forward pass of the whole model.
@@ -772,6 +918,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 training path (research/langdc.md §3): their vectors become the soft tokens. `None`: the expert
                 generates them (no gradient through generation).
             labels: `[B, L]` targets aligned with `input_ids` (`-100` = ignored); visual positions are ignored.
+            video_pixel_values: `[F, 3, H_v, W_v]` the same frames/tiles at the video encoder's size (two-encoder
+                models only; the processor returns them).
 
             Without `input_ids` (but with `pixel_values` and `caption_ids`), the LLM is not run and `loss` is the
             expert's caption cross-entropy ([`expert_caption_loss`], training stage II); routing it through
@@ -784,12 +932,13 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             ValueError: on placeholder / `num_patches_list` / `pixel_values` mismatches or an over-long prompt.
         """
         if input_ids is None and inputs_embeds is None and pixel_values is not None and caption_ids is not None:
-            loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag)
+            loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag, video_pixel_values)
             return LangDCCausalLMOutputWithPast(loss=loss)
         media = None
         if inputs_embeds is None and (pixel_values is not None or past_key_values is None):
             inputs_embeds, attention_mask, labels, media, _, _ = self._prepare_multimodal(
-                input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids, labels
+                input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids, labels,
+                video_pixel_values=video_pixel_values,
             )
             position_ids = _positions_from_mask(attention_mask)
             input_ids = None
@@ -831,6 +980,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         data_flag=None,
         generation_config: GenerationConfig | dict | None = None,
         return_info: bool = False,
+        video_pixel_values: torch.FloatTensor | None = None,
         **generate_kwargs,
     ):
         """Caption the clips, splice and generate with the LLM (InternVL-style entry point).
@@ -842,6 +992,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             generation_config: LLM decoding settings (a `GenerationConfig` or a dict); unset values come from the
                 model's `generation_config` (greedy, EOS ids from generation_config.json).
             return_info: also return a list of [`LangDCInfo`], one per sample (captions are not decoded here).
+            video_pixel_values: `[F, 3, H_v, W_v]` frames for the video encoder (two-encoder models only).
             generate_kwargs: further `GenerationConfig` fields or `language_model.generate` arguments;
                 `use_cache` (from here or `generation_config`) applies to the expert and the LLM alike.
 
@@ -851,7 +1002,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         total_start = time.perf_counter()
         llm_config = self._llm_generation_config(generation_config, generate_kwargs)
         inputs_embeds, mask, _, media, rows, visual_counts = self._prepare_multimodal(
-            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=llm_config.use_cache
+            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=llm_config.use_cache,
+            video_pixel_values=video_pixel_values,
         )
         timer = _PrefillTimer(inputs_embeds.device)
         processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
@@ -895,10 +1047,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 clips = [c for c, s in enumerate(media.plan.clip_sample) if s == sample]
                 info.tokens_per_clip = [media.caption_tokens[c].shape[0] for c in clips]
                 info.caption_ids = [media.caption_ids[c] for c in clips]
-                info.pool_tokens = sum(media.pool_tokens[c].shape[0] for c in clips) if media.pool_tokens else 0
+                info.pool_tokens = media.pool_token_count(clips)
                 info.num_frames = media.plan.tiles_per_sample[sample]
                 info.num_clips = len(clips)
-                info.full_visual_tokens = info.num_frames * config.patches_per_tile
+                info.full_visual_tokens = info.num_frames * config.full_tokens_per_tile
                 info.expert_flops = sum(
                     decoder_prefill_flops(config.expert_config, media.expert_prompt_lengths[c])
                     + decoder_decode_flops(
@@ -923,6 +1075,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         return_info: bool = False,
         video_metadata=None,
         verbose: bool = False,
+        video_pixel_values: torch.Tensor | None = None,
         **kwargs,
     ):
         """Answer one question about an image, several images or a video (PVC/InternVL `chat`).
@@ -940,6 +1093,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             return_info: also return a [`LangDCInfo`] with per-clip tokens and captions, FLOPs and timings.
             video_metadata: the `VideoMetadata` returned by `load_video(..., return_metadata=True)`, to report
                 repeated frames of a short video.
+            video_pixel_values: two-encoder models only: the same frames/tiles at the video encoder's size, as
+                returned by the processor's `load_video` / `load_image` beside `pixel_values`.
 
         Returns:
             `response`, plus `history` if `return_history`, plus `info` if `return_info`, in that order.
@@ -958,6 +1113,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             [history],
             [video_metadata],
             verbose,
+            video_pixel_values,
         )
         outputs = (responses[0],)
         if return_history:
@@ -979,6 +1135,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         return_info: bool = False,
         video_metadata: list | None = None,
         verbose: bool = False,
+        video_pixel_values: torch.Tensor | None = None,
         **kwargs,
     ):
         """Answer several questions in one batched pass: one vision call, one expert `generate`, one LLM `generate`.
@@ -986,7 +1143,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         `pixel_values` concatenates the tiles/frames of all samples in order; `num_patches_list` has one entry per
         sample: a list of tiles per image/frame (a plain int means one image of that many tiles, as in InternVL).
         `data_flag` is one flag or one per sample; `history` is None or one history per sample. Returns the list
-        of responses, plus the histories and/or the list of [`LangDCInfo`] as in [`chat`].
+        of responses, plus the histories and/or the list of [`LangDCInfo`] as in [`chat`]. Two-encoder models also
+        take `video_pixel_values`, the same tiles/frames at the video encoder's size.
         """
         if num_patches_list is None and "image_counts" in kwargs:
             num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias
@@ -1003,6 +1161,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             histories,
             video_metadata or [None] * len(questions),
             verbose,
+            video_pixel_values,
         )
         outputs = (responses,)
         if return_history:
@@ -1013,7 +1172,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _chat_batch(
         self, tokenizer, pixel_values, questions, generation_config, num_patches_list, data_flag, histories,
-        video_metadata, verbose,
+        video_metadata, verbose, video_pixel_values=None,
     ):
         batch = len(questions)
         if len(histories) != batch or len(video_metadata) != batch:
@@ -1048,6 +1207,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             data_flag=flags,
             generation_config=gen_config,
             return_info=True,
+            video_pixel_values=video_pixel_values,
         )
         responses = [r.strip() for r in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
         caption_tokenizer = self.get_expert_tokenizer(tokenizer)

@@ -6,7 +6,9 @@ This file is a flat `trust_remote_code` module. It holds:
 * the PVC / InternVL helpers (`build_transform`, `find_closest_aspect_ratio`, `dynamic_preprocess`, `load_image`,
   `get_index`, `load_video`), with the semantics of PVC `utils/preprocess.py` (OpenGVLab/PVC) re-written with
   PIL and numpy only (no torchvision, no OpenCV);
-* `LangDCImageProcessor`, a `BaseImageProcessor` that knows the tile size and the number of frames of a model;
+* `LangDCImageProcessor`, a `BaseImageProcessor` that knows the tile size and the number of frames of a model,
+  and, for the two-encoder (official release) layout, the video encoder's frame size: then every tile/frame is
+  also returned at that size as `video_pixel_values` (ImageNet normalisation, as InternVideo2 expects);
 * `LangDCProcessor`, a `ProcessorMixin` that pairs it with a tokenizer.
 
 Video decoding uses `decord` first and PyAV (`av`) as a fallback. Both are optional and only imported inside
@@ -268,6 +270,12 @@ def _tiles_to_tensor(tiles: list[Image.Image], transform) -> torch.Tensor:
     return torch.stack([transform(tile) for tile in tiles])
 
 
+def _video_encoder_tiles(image: Image.Image, tiles: list[Image.Image], video_transform) -> torch.Tensor:
+    """The same tiles for the video encoder: `[n_tiles, 3, S_v, S_v]`. A single tile is the whole image, so it is
+    resized from the original (one resampling, as the official `cv2.resize` to 224); several tiles are resized."""
+    return _tiles_to_tensor([image] if len(tiles) == 1 else tiles, video_transform)
+
+
 def load_image(
     image,
     input_size: int = DEFAULT_IMAGE_SIZE,
@@ -276,7 +284,10 @@ def load_image(
     use_thumbnail: bool = True,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
-) -> torch.Tensor:
+    video_input_size: int | None = None,
+    video_mean=IMAGENET_MEAN,
+    video_std=IMAGENET_STD,
+):
     """Load, tile and normalise one image (PVC `load_image`).
 
     Args:
@@ -286,9 +297,12 @@ def load_image(
         max_num, min_num (`int`): bounds on the number of grid tiles (see `dynamic_preprocess`).
         use_thumbnail (`bool`): append a whole-image thumbnail when there is more than one tile.
         mean, std: normalisation.
+        video_input_size (`int`, *optional*): two-encoder models: also return the tiles at the video encoder's
+            side S_v, normalised with `video_mean` / `video_std`.
 
     Returns:
-        `torch.FloatTensor` of shape `[n_tiles, 3, S, S]` (thumbnail last).
+        `torch.FloatTensor` of shape `[n_tiles, 3, S, S]` (thumbnail last); with `video_input_size`, the pair
+        `(pixel_values, video_pixel_values [n_tiles, 3, S_v, S_v])`.
 
     Raises:
         ValueError: missing file, unreadable or non-image file, wrong array shape, `max_num < 1` or
@@ -299,7 +313,11 @@ def load_image(
     tiles = dynamic_preprocess(
         pil_image, min_num=min_num, max_num=max_num, image_size=input_size, use_thumbnail=use_thumbnail
     )
-    return _tiles_to_tensor(tiles, build_transform(input_size, mean=mean, std=std))
+    pixel_values = _tiles_to_tensor(tiles, build_transform(input_size, mean=mean, std=std))
+    if video_input_size is None:
+        return pixel_values
+    video_transform = build_transform(video_input_size, mean=video_mean, std=video_std)
+    return pixel_values, _video_encoder_tiles(pil_image, tiles, video_transform)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -589,15 +607,20 @@ def frames_to_pixel_values(
     use_thumbnail: bool = True,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
-) -> tuple[torch.Tensor, list[int]]:
+    video_input_size: int | None = None,
+    video_mean=IMAGENET_MEAN,
+    video_std=IMAGENET_STD,
+) -> tuple:
     """Tile and normalise already-decoded video frames.
 
     Args:
         frames: uint8 array or tensor `[T, H, W, 3]`, or a list of PIL images / uint8 `(H, W, 3)` arrays.
-        input_size, max_num, use_thumbnail, mean, std: as in `load_video`.
+        input_size, max_num, use_thumbnail, mean, std, video_input_size, video_mean, video_std: as in
+            `load_video`.
 
     Returns:
-        `(pixel_values [ΣT, 3, S, S] float32, num_patches_list list[int])`, tiles per frame.
+        `(pixel_values [ΣT, 3, S, S] float32, num_patches_list list[int])`, tiles per frame; with
+        `video_input_size`, also `video_pixel_values [ΣT, 3, S_v, S_v]` as a third element.
 
     Raises:
         ValueError: no frames, or a frame that is not a uint8 `(H, W, 3)` array or PIL image.
@@ -607,14 +630,20 @@ def frames_to_pixel_values(
     if len(frames) == 0:
         raise ValueError("A decoded video must have at least one frame.")
     transform = build_transform(input_size, mean=mean, std=std)
-    tensors, num_patches_list = [], []
+    video_transform = None
+    if video_input_size is not None:
+        video_transform = build_transform(video_input_size, mean=video_mean, std=video_std)
+    tensors, video_tensors, num_patches_list = [], [], []
     for frame in frames:
-        tiles = dynamic_preprocess(
-            _frame_to_pil(frame), max_num=max_num, image_size=input_size, use_thumbnail=use_thumbnail
-        )
+        image = _frame_to_pil(frame)
+        tiles = dynamic_preprocess(image, max_num=max_num, image_size=input_size, use_thumbnail=use_thumbnail)
         tensors.append(_tiles_to_tensor(tiles, transform))
+        if video_transform is not None:
+            video_tensors.append(_video_encoder_tiles(image, tiles, video_transform))
         num_patches_list.append(len(tiles))
-    return torch.cat(tensors), num_patches_list
+    if video_transform is None:
+        return torch.cat(tensors), num_patches_list
+    return torch.cat(tensors), num_patches_list, torch.cat(video_tensors)
 
 
 def load_video(
@@ -628,6 +657,9 @@ def load_video(
     use_thumbnail: bool = True,
     return_metadata: bool = False,
     backend: str | None = None,
+    video_input_size: int | None = None,
+    video_mean=IMAGENET_MEAN,
+    video_std=IMAGENET_STD,
 ):
     """Sample `num_segments` frames of a video at segment centres, tile and normalise them (PVC `load_video`).
 
@@ -645,10 +677,13 @@ def load_video(
         use_thumbnail (`bool`): thumbnail per frame when a frame has more than one tile.
         return_metadata (`bool`): also return a `transformers.video_utils.VideoMetadata`.
         backend (`str | None`): `None` (auto: decord, then PyAV), `"decord"` or `"pyav"`.
+        video_input_size (`int`, *optional*): two-encoder models: also return the frames at the video encoder's
+            side S_v (normalised with `video_mean` / `video_std`).
 
     Returns:
         `(pixel_values, num_patches_list)` or `(pixel_values, num_patches_list, metadata)`: `pixel_values` is a
         float32 tensor `[ΣT, 3, S, S]` and `num_patches_list` the number of tiles per frame (`[1] * T` by default).
+        With `video_input_size`, `video_pixel_values [ΣT, 3, S_v, S_v]` follows `num_patches_list`.
 
     Raises:
         ValueError: naming the path and the reason, for a missing, empty, corrupt or non-video file (text, a
@@ -669,11 +704,12 @@ def load_video(
             f"Video {path!r}: the sampled range has fewer distinct frames than num_segments={num_segments}; "
             f"{repeated} frame(s) are repeated."
         )
-    pixel_values, num_patches_list = frames_to_pixel_values(
-        decoded.frames, input_size=input_size, max_num=max_num, use_thumbnail=use_thumbnail, mean=mean, std=std
+    outputs = frames_to_pixel_values(
+        decoded.frames, input_size=input_size, max_num=max_num, use_thumbnail=use_thumbnail, mean=mean, std=std,
+        video_input_size=video_input_size, video_mean=video_mean, video_std=video_std,
     )
     if not return_metadata:
-        return pixel_values, num_patches_list
+        return outputs
     height, width = decoded.frames.shape[1:3]
     metadata = VideoMetadata(
         total_num_frames=int(decoded.total_num_frames),
@@ -684,7 +720,7 @@ def load_video(
         video_backend=decoded.backend,
         frames_indices=[int(index) for index in decoded.indices],
     )
-    return pixel_values, num_patches_list, metadata
+    return (*outputs, metadata)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -702,6 +738,9 @@ class LangDCImageProcessor(BaseImageProcessor):
         use_thumbnail (`bool`, defaults to `True`): append a whole-image thumbnail when an image has > 1 tile.
         image_mean, image_std (`list[float]`, default ImageNet): normalisation.
         num_frames (`int`, defaults to 16): frames sampled per video by `load_video`.
+        video_image_size (`int`, *optional*): two-encoder models (official release layout): the video encoder's
+            frame side; every tile/frame is then also produced at this size as `video_pixel_values`.
+        video_image_mean, video_image_std (`list[float]`, default ImageNet): normalisation of those frames.
     """
 
     model_input_names = ["pixel_values"]
@@ -715,12 +754,17 @@ class LangDCImageProcessor(BaseImageProcessor):
         image_mean=None,
         image_std=None,
         num_frames: int = DEFAULT_NUM_FRAMES,
+        video_image_size: int | None = None,
+        video_image_mean=None,
+        video_image_std=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _check_tile_counts(min_dynamic_patch, max_dynamic_patch)
         if num_frames < 1:
             raise ValueError(f"num_frames must be at least 1, got {num_frames}.")
+        if video_image_size is not None and int(video_image_size) <= 0:
+            raise ValueError(f"video_image_size must be a positive number of pixels, got {video_image_size}.")
         self.image_size = int(image_size)
         self.min_dynamic_patch = int(min_dynamic_patch)
         self.max_dynamic_patch = int(max_dynamic_patch)
@@ -728,9 +772,17 @@ class LangDCImageProcessor(BaseImageProcessor):
         self.image_mean = list(image_mean if image_mean is not None else IMAGENET_MEAN)
         self.image_std = list(image_std if image_std is not None else IMAGENET_STD)
         self.num_frames = int(num_frames)
+        self.video_image_size = int(video_image_size) if video_image_size is not None else None
+        self.video_image_mean = list(video_image_mean if video_image_mean is not None else IMAGENET_MEAN)
+        self.video_image_std = list(video_image_std if video_image_std is not None else IMAGENET_STD)
 
-    def load_image(self, image, max_num: int | None = None) -> torch.Tensor:
-        """Tile one image with this processor's settings: float32 tensor `[n_tiles, 3, S, S]` (see `load_image`)."""
+    @property
+    def _video_encoder_kwargs(self) -> dict:
+        return dict(video_input_size=self.video_image_size, video_mean=self.video_image_mean, video_std=self.video_image_std)
+
+    def load_image(self, image, max_num: int | None = None):
+        """Tile one image with this processor's settings: float32 tensor `[n_tiles, 3, S, S]` (see `load_image`);
+        with a `video_image_size`, the pair `(pixel_values, video_pixel_values)`."""
         return load_image(
             image,
             input_size=self.image_size,
@@ -739,7 +791,16 @@ class LangDCImageProcessor(BaseImageProcessor):
             use_thumbnail=self.use_thumbnail,
             mean=self.image_mean,
             std=self.image_std,
+            **self._video_encoder_kwargs,
         )
+
+    def load_images(self, images: list, max_num: int | None = None) -> tuple[list, list | None]:
+        """Tile several images: per image `[n_i, 3, S, S]`, and per image `[n_i, 3, S_v, S_v]` (or None without a
+        `video_image_size`)."""
+        loaded = [self.load_image(image, max_num=max_num) for image in images]
+        if self.video_image_size is None:
+            return loaded, None
+        return [item[0] for item in loaded], [item[1] for item in loaded]
 
     def load_video(
         self,
@@ -752,7 +813,8 @@ class LangDCImageProcessor(BaseImageProcessor):
     ):
         """Sample `num_segments` (default `num_frames`) frames of a video with this processor's tile size.
 
-        Returns `(pixel_values [ΣT, 3, S, S], num_patches_list)` (+ `VideoMetadata`); see the module `load_video`.
+        Returns `(pixel_values [ΣT, 3, S, S], num_patches_list)`, then `video_pixel_values` when the processor has a
+        `video_image_size`, then the `VideoMetadata` if asked; see the module `load_video`.
         """
         return load_video(
             video_path,
@@ -765,10 +827,12 @@ class LangDCImageProcessor(BaseImageProcessor):
             use_thumbnail=self.use_thumbnail,
             return_metadata=return_metadata,
             backend=backend,
+            **self._video_encoder_kwargs,
         )
 
     def video_frames_to_pixel_values(self, frames, max_num: int = DEFAULT_VIDEO_MAX_TILES):
-        """Tile decoded frames (`[T, H, W, 3]` uint8 or a list of frames): `(pixel_values, num_patches_list)`."""
+        """Tile decoded frames (`[T, H, W, 3]` uint8 or a list of frames): `(pixel_values, num_patches_list)`, plus
+        `video_pixel_values` when the processor has a `video_image_size`."""
         return frames_to_pixel_values(
             frames,
             input_size=self.image_size,
@@ -776,6 +840,7 @@ class LangDCImageProcessor(BaseImageProcessor):
             use_thumbnail=self.use_thumbnail,
             mean=self.image_mean,
             std=self.image_std,
+            **self._video_encoder_kwargs,
         )
 
     def preprocess(self, images, max_num: int | None = None, return_tensors=None, **kwargs) -> BatchFeature:
@@ -788,7 +853,7 @@ class LangDCImageProcessor(BaseImageProcessor):
 
         Returns:
             `BatchFeature` with `pixel_values` float32 `[Σn, 3, S, S]` and `num_patches_list` (`list[int]`, tiles
-            per image).
+            per image); with a `video_image_size` also `video_pixel_values` `[Σn, 3, S_v, S_v]`.
 
         Raises:
             ValueError: see `load_image`; also an empty list of images.
@@ -799,13 +864,13 @@ class LangDCImageProcessor(BaseImageProcessor):
             images = [images]
         if len(images) == 0:
             raise ValueError("preprocess needs at least one image.")
-        tensors = [self.load_image(image, max_num=max_num) for image in images]
-        pixel_values = torch.cat(tensors)
+        tensors, video_tensors = self.load_images(images, max_num=max_num)
+        data = {"pixel_values": torch.cat(tensors), "num_patches_list": [len(tensor) for tensor in tensors]}
+        if video_tensors is not None:
+            data["video_pixel_values"] = torch.cat(video_tensors)
         if return_tensors == "np":
-            pixel_values = pixel_values.numpy()
-        return BatchFeature(
-            data={"pixel_values": pixel_values, "num_patches_list": [len(tensor) for tensor in tensors]}
-        )
+            data = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in data.items()}
+        return BatchFeature(data=data)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -843,25 +908,27 @@ class LangDCProcessor(ProcessorMixin):
 
     # ---- media helpers ---------------------------------------------------------------------------------------------
 
-    def load_image(self, image, max_num: int | None = None) -> torch.Tensor:
-        """Tile one image with the model's tile size: `[n_tiles, 3, S, S]`."""
+    def load_image(self, image, max_num: int | None = None):
+        """Tile one image with the model's tile size: `[n_tiles, 3, S, S]`; for a two-encoder model the pair
+        `(pixel_values, video_pixel_values [n_tiles, 3, S_v, S_v])`."""
         return self.image_processor.load_image(image, max_num=max_num)
 
     def load_video(
         self, video_path, num_segments: int | None = None, bound=None, return_metadata: bool = False, **kwargs
     ):
-        """Sample the model's frame count from a video: `(pixel_values [T, 3, S, S], num_patches_list)` (+metadata)."""
+        """Sample the model's frame count from a video: `(pixel_values [T, 3, S, S], num_patches_list)`, then
+        `video_pixel_values [T, 3, S_v, S_v]` for a two-encoder model, then the metadata if asked."""
         return self.image_processor.load_video(
             video_path, num_segments=num_segments, bound=bound, return_metadata=return_metadata, **kwargs
         )
 
-    def _video_pixel_values(self, video, num_segments, bound, backend) -> tuple[torch.Tensor, list[int]]:
+    def _video_pixel_values(self, video, num_segments, bound, backend) -> tuple:
+        """`(pixel_values, num_patches_list, video_pixel_values or None)` of one video path or decoded frames."""
         if isinstance(video, (str, os.PathLike)):
-            pixel_values, num_patches_list = self.load_video(
-                video, num_segments=num_segments, bound=bound, backend=backend
-            )
-            return pixel_values, num_patches_list
-        return self.image_processor.video_frames_to_pixel_values(video)
+            outputs = self.load_video(video, num_segments=num_segments, bound=bound, backend=backend)
+        else:
+            outputs = self.image_processor.video_frames_to_pixel_values(video)
+        return outputs if len(outputs) == 3 else (*outputs, None)
 
     # ---- batching --------------------------------------------------------------------------------------------------
 
@@ -963,7 +1030,8 @@ class LangDCProcessor(ProcessorMixin):
 
         Returns:
             `BatchFeature` with `input_ids` and `attention_mask` (left padded), `pixel_values` (`[ΣN, 3, S, S]`, all
-            tiles / frames of all samples in order; absent for a text-only batch), `num_patches_list` (per sample:
+            tiles / frames of all samples in order; absent for a text-only batch), `video_pixel_values` (the same
+            tiles / frames at the video encoder's size, two-encoder models only), `num_patches_list` (per sample:
             tiles per image, or tiles per frame for a video) and `data_flag` (per sample: 0 text only, 1 one image,
             2 several images, 3 video).
 
@@ -993,25 +1061,28 @@ class LangDCProcessor(ProcessorMixin):
         has_video = [video is not None for video in sample_videos]
         sample_images = self._split_images(images, texts, has_video, self.image_token)
 
-        pixel_values, num_patches_list, data_flag = [], [], []
+        pixel_values, video_pixel_values, num_patches_list, data_flag = [], [], [], []
         for index in range(num_samples):
             sample_image_list, video = sample_images[index], sample_videos[index]
             if sample_image_list and video is not None:
                 raise ValueError(f"Sample {index} has both images and a video; give one kind of media per sample.")
             if video is not None:
-                values, patches = self._video_pixel_values(video, num_segments, bound, video_backend)
+                values, patches, video_values = self._video_pixel_values(video, num_segments, bound, video_backend)
                 if texts is not None:
                     self._check_placeholders(texts[index], index, [], len(patches))
                 flag = DATA_FLAG_VIDEO
             else:
                 if texts is not None:
                     self._check_placeholders(texts[index], index, sample_image_list, None)
-                tiles = [self.image_processor.load_image(image, max_num=max_num) for image in sample_image_list]
+                tiles, video_tiles = self.image_processor.load_images(sample_image_list, max_num=max_num)
                 values = torch.cat(tiles) if tiles else None
+                video_values = torch.cat(video_tiles) if video_tiles else None
                 patches = [len(tile) for tile in tiles]
                 flag = {0: DATA_FLAG_TEXT, 1: DATA_FLAG_IMAGE}.get(len(tiles), DATA_FLAG_MULTI_IMAGE)
             if values is not None:
                 pixel_values.append(values)
+            if video_values is not None:
+                video_pixel_values.append(video_values)
             num_patches_list.append(patches)
             data_flag.append(flag)
 
@@ -1021,9 +1092,10 @@ class LangDCProcessor(ProcessorMixin):
             kwargs.setdefault("return_token_type_ids", False)
             text_inputs = self.tokenizer(texts, padding_side="left", return_tensors=return_tensors, **kwargs)
             data.update(text_inputs)
-        if pixel_values:
-            stacked = torch.cat(pixel_values)
-            data["pixel_values"] = stacked.numpy() if return_tensors == "np" else stacked
+        for key, values in (("pixel_values", pixel_values), ("video_pixel_values", video_pixel_values)):
+            if values:
+                stacked = torch.cat(values)
+                data[key] = stacked.numpy() if return_tensors == "np" else stacked
         data["num_patches_list"] = num_patches_list
         data["data_flag"] = data_flag
         return BatchFeature(data=data)
@@ -1041,6 +1113,8 @@ class LangDCProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         names = ["input_ids", "attention_mask"] + list(self.image_processor.model_input_names)
+        if self.image_processor.video_image_size is not None:
+            names.append("video_pixel_values")
         return names + ["num_patches_list", "data_flag"]
 
 

@@ -4,7 +4,7 @@ Public API:
 
 - spec: `validate_spec(spec) -> Scene` (raises `ValueError` naming the field), `Scene`, `SceneObject`, `Event`,
   vocabulary constants `SHAPES`, `COLORS`, `BACKGROUNDS`, `DIRECTIONS`, `EVENT_TYPES`;
-- render: `render_frames(scene) -> uint8 [T, H, W, 3]`, `write_mp4(scene, path)`, `read_mp4(path)`;
+- render: `render_frames(scene) -> uint8 [T, H, W, 3]`, `render_attribute_maps(scene)` (per-pixel colour / shape labels), `write_mp4(scene, path)`, `read_mp4(path)`;
 - truth: `compute_truth(scene) -> GroundTruth`, `object_states`, `clip_event_counts`, `FRAMES_PER_CLIP`;
 - captions: `clip_captions(truth)`, `clip_caption(truth, clip)`, `video_caption(captions)`, `caption_event_count`;
 - questions: `generate_questions(truth, rng)`, `format_question(q)`, `format_answer(q)`, `open_question(q)`, `TASKS`;
@@ -16,7 +16,7 @@ Public API:
 from .captions import caption_event_count, clip_caption, clip_captions, video_caption
 from .dataset import HELD_OUT_PAIRS, SEEN_PAIRS, build_dataset, has_held_out_pair, make_record, make_spec
 from .questions import TASKS, format_answer, format_question, generate_questions, open_question
-from .render import read_mp4, render_frames, write_mp4
+from .render import read_mp4, render_attribute_maps, render_frames, write_mp4
 from .sampler import DENSITIES, all_pairs, sample_scene, scene_pairs
 from .spec import (
     BACKGROUNDS,
@@ -37,6 +37,6 @@ __all__ = [
     "SEEN_PAIRS", "SHAPES", "TASKS", "Event", "GroundTruth", "ObjectState", "Scene", "SceneObject", "TruthEvent",
     "all_pairs", "build_dataset", "caption_event_count", "clip_caption", "clip_captions", "clip_event_counts",
     "compute_truth", "format_answer", "format_question", "generate_questions", "has_held_out_pair", "make_record",
-    "make_spec", "object_states", "open_question", "read_mp4", "render_frames", "sample_scene", "scene_pairs",
+    "make_spec", "object_states", "open_question", "read_mp4", "render_attribute_maps", "render_frames", "sample_scene", "scene_pairs",
     "validate_spec", "video_caption", "write_mp4",
 ]

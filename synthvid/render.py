@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .spec import BACKGROUNDS, COLORS, Scene
+from .spec import BACKGROUNDS, COLORS, SHAPES, Scene
 from .truth import ObjectState, object_states
 
 
@@ -49,18 +49,33 @@ def shape_mask(shape: str, radius: int, dx: np.ndarray, dy: np.ndarray) -> np.nd
     raise ValueError(f"shape: unknown shape {shape!r}")
 
 
-def draw_object(frame: np.ndarray, state: ObjectState) -> None:
-    """Draw one visible object state in place on `frame` (`uint8 [H, W, 3]`), clipped to the frame."""
-    height, width = frame.shape[:2]
+def object_region(state: ObjectState, height: int, width: int):
+    """Pixels covered by one object state, clipped to a `height` x `width` frame.
+
+    Returns:
+        `(rows, cols, mask)`: the slices of the object's bounding box inside the frame and a boolean mask over
+        that box, or None when the object lies entirely outside the frame.
+    """
     cx, cy = (_round_half_up(c) for c in state.position)
     radius = max(_round_half_up(state.size), MIN_DRAWN_RADIUS)
     x0, x1 = max(cx - radius, 0), min(cx + radius + 1, width)
     y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)
     if x0 >= x1 or y0 >= y1:
-        return  # entirely outside the frame
+        return None
     dy, dx = np.mgrid[y0 - cy : y1 - cy, x0 - cx : x1 - cx]
-    mask = shape_mask(state.shape, radius, dx, dy)
-    frame[y0:y1, x0:x1][mask] = COLORS[state.color]
+    return slice(y0, y1), slice(x0, x1), shape_mask(state.shape, radius, dx, dy)
+
+
+def draw_object(frame: np.ndarray, state: ObjectState, value=None) -> None:
+    """Draw one visible object state in place on `frame` (`[H, W, C]` or `[H, W]`), clipped to the frame.
+
+    `value` is what the covered pixels get: the object's RGB colour by default.
+    """
+    region = object_region(state, *frame.shape[:2])
+    if region is None:
+        return
+    rows, cols, mask = region
+    frame[rows, cols][mask] = COLORS[state.color] if value is None else value
 
 
 def render_frames(scene: Scene) -> np.ndarray:
@@ -76,6 +91,27 @@ def render_frames(scene: Scene) -> np.ndarray:
             if state.visible:
                 draw_object(frame, state)
     return frames
+
+
+def render_attribute_maps(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel colour and shape labels of every frame, drawn exactly like `render_frames` (later objects on top).
+
+    Dense ground truth for pretraining a vision tower (train/vision.py): what each pixel shows.
+
+    Returns:
+        `(colors, shapes)`, both `uint8 [T, H, W]`: 0 = background, else 1 + the index of the pixel's colour in
+        `COLORS` / of its shape in `SHAPES`.
+    """
+    colors = np.zeros((scene.num_frames, scene.height, scene.width), dtype=np.uint8)
+    shapes = np.zeros_like(colors)
+    color_ids = {name: i + 1 for i, name in enumerate(COLORS)}
+    shape_ids = {name: i + 1 for i, name in enumerate(SHAPES)}
+    for color_frame, shape_frame, states in zip(colors, shapes, object_states(scene)):
+        for state in states:
+            if state.visible:
+                draw_object(color_frame, state, color_ids[state.color])
+                draw_object(shape_frame, state, shape_ids[state.shape])
+    return colors, shapes
 
 
 def _encode(frames: np.ndarray, fps: int, path: str) -> None:

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from unittest import mock
+
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor, AutoTokenizer
@@ -12,7 +14,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProces
 from tests.conftest import video_pixels
 from tools.remote_code import REPO_ROOT
 
-REMOTE_FILES = ("configuration_langdc.py", "modeling_langdc.py", "processing_langdc.py", "flops_langdc.py")
+REMOTE_FILES = ("configuration_langdc.py", "modeling_langdc.py", "processing_langdc.py", "flops_langdc.py",
+                "video_encoder_langdc.py")
 
 
 def video_forward(model, tokenizer):
@@ -53,6 +56,22 @@ def test_dtype_kwargs(checkpoint_dir, dtype_kwarg):
     loaded = AutoModel.from_pretrained(checkpoint_dir, trust_remote_code=True, **{dtype_kwarg: torch.bfloat16})
     assert loaded.dtype == torch.bfloat16
     assert loaded.language_model.dtype == loaded.expert.dtype == torch.bfloat16
+
+
+def test_device_map_auto_gives_the_same_logits(checkpoint_dir, model, tokenizer):
+    loaded = AutoModel.from_pretrained(checkpoint_dir, trust_remote_code=True, device_map="auto").eval()
+    assert {parameter.device.type for parameter in loaded.parameters()} == {"cpu"}
+    assert torch.equal(video_forward(model, tokenizer), video_forward(loaded, tokenizer))
+
+
+def test_flash_attention_is_declared_only_where_every_tower_supports_it(checkpoint_dir, model):
+    """LangDC declares sdpa / flash-attn support; every tower it builds must declare it too (DESIGN §5)."""
+    towers = [model.vision_model, model.expert, model.language_model]
+    for flag in ("_supports_sdpa", "_supports_flash_attn"):
+        assert getattr(type(model), flag) and all(getattr(type(tower), flag) for tower in towers), flag
+    # without flash-attn installed, asking for it fails loudly instead of silently using another backend
+    with mock.patch.dict(sys.modules, {"flash_attn": None}), pytest.raises(ImportError, match="FlashAttention2"):
+        AutoModel.from_pretrained(checkpoint_dir, trust_remote_code=True, attn_implementation="flash_attention_2")
 
 
 def test_eager_and_sdpa_give_the_same_logits(checkpoint_dir, tokenizer):

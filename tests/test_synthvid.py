@@ -432,3 +432,24 @@ def test_build_layout_and_held_out_pairs(built):
     assert not any(name.startswith(".") for name in os.listdir(out))
     frames = read_mp4(out / records["train"][0]["video"])
     assert frames.shape == (16, 64, 64, 3)
+
+
+def test_attribute_maps_match_the_rendered_frames():
+    from synthvid import COLORS, SHAPES, render_attribute_maps
+
+    spec = {"width": 32, "height": 32, "fps": 8, "num_frames": 4, "background": "white", "objects": [
+        {"shape": "square", "color": "blue", "size": 4, "position": [10, 10],
+         "events": [{"type": "change_color", "frame": 2, "color": "red"}]},
+        {"shape": "triangle", "color": "green", "size": 5, "position": [12, 12], "events": []},
+    ]}
+    scene = validate_spec(spec)
+    frames = render_frames(scene)
+    colors, shapes = render_attribute_maps(scene)
+    assert colors.shape == shapes.shape == frames.shape[:3]
+    # labelled pixels are exactly the non-background pixels, and each label's colour is the pixel's colour
+    assert np.array_equal(colors > 0, (frames != 255).any(-1))
+    palette = np.array([(255, 255, 255), *COLORS.values()], dtype=np.uint8)
+    assert np.array_equal(palette[colors], frames)
+    # the triangle is drawn on top of the square; the square turns red at frame 2
+    assert shapes[0, 12, 12] == 1 + SHAPES.index("triangle")
+    assert colors[3, 6, 6] == 1 + list(COLORS).index("red") and colors[0, 6, 6] == 1 + list(COLORS).index("blue")

@@ -36,7 +36,7 @@ def stages(micro_data, tmp_path_factory):
               "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
     init = REPO_ROOT / "tools" / "configs" / "micro.json"
     outputs = {}
-    for stage, steps in ((1, 12), (2, 12), (3, 12)):
+    for stage, steps in ((0, 12), (1, 12), (2, 12), (3, 12)):
         outputs[stage] = root / f"stage{stage}"
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320"])
@@ -44,7 +44,7 @@ def stages(micro_data, tmp_path_factory):
     return outputs
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_stage_loss_goes_down_and_checkpoint_reloads(stages, stage):
     first, last = first_and_last_loss(stages[stage])
     assert last < first, (stage, first, last)
@@ -52,11 +52,28 @@ def test_stage_loss_goes_down_and_checkpoint_reloads(stages, stage):
     assert type(model).__name__ == "LangDCForConditionalGeneration"
 
 
-def test_stage_two_trains_only_the_expert_side(stages):
+def _load(path):
     from tools.remote_code import import_remote
 
-    cls = import_remote("modeling_langdc").LangDCForConditionalGeneration
-    before, after = cls.from_pretrained(stages[1]), cls.from_pretrained(stages[2])
+    return import_remote("modeling_langdc").LangDCForConditionalGeneration.from_pretrained(path)
+
+
+def test_stage_zero_trains_only_the_vision_tower(stages):
+    from transformers import AutoTokenizer
+
+    from tools.build_checkpoint import build_config, build_model
+
+    trained = _load(stages[0])
+    # the model stage 0 started from: same spec, tokenizer and seed
+    spec = json.loads((REPO_ROOT / "tools" / "configs" / "micro.json").read_text())
+    initial = build_model(build_config(spec, AutoTokenizer.from_pretrained(stages[0])), seed=0, dtype=torch.float32)
+    changed = {name.split(".")[0] for name, p in trained.named_parameters()
+               if not torch.equal(p, initial.get_parameter(name))}
+    assert changed == {"vision_model"}
+
+
+def test_stage_two_trains_only_the_expert_side(stages):
+    before, after = _load(stages[1]), _load(stages[2])
     assert torch.equal(before.language_model.lm_head.weight, after.language_model.lm_head.weight)
     assert not torch.equal(before.expert.model.embed_tokens.weight, after.expert.model.embed_tokens.weight)
 
@@ -81,3 +98,20 @@ def test_caption_quality_diagnostic_runs_on_a_stage_checkpoint(stages, micro_dat
     assert report["clips"] == 4 * report["videos"]
     for key in ("exact_clip_captions", "sentence_precision", "sentence_recall"):
         assert 0.0 <= report[key] <= 1.0
+
+
+def test_patch_fractions_are_per_patch_label_histograms():
+    import numpy as np
+
+    from train.vision import patch_fractions
+
+    labels = np.zeros((1, 4, 4), dtype=np.uint8)
+    labels[0, :2, :2] = 1  # top-left patch fully class 1
+    labels[0, 2, 3] = 2  # one pixel of class 2 in the bottom-right patch
+    fractions = patch_fractions(labels, num_classes=3, patch_size=2).float()
+    assert fractions.shape == (1, 4, 3)
+    torch.testing.assert_close(fractions.sum(-1), torch.ones(1, 4))
+    torch.testing.assert_close(fractions[0, 0], torch.tensor([0.0, 1.0, 0.0]))
+    torch.testing.assert_close(fractions[0, 3], torch.tensor([0.75, 0.0, 0.25]))
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        patch_fractions(np.zeros((1, 5, 4), dtype=np.uint8), 3, 2)

@@ -80,6 +80,7 @@ def build_processor(config, tokenizer, image_mean=None, image_std=None, chat_tem
         num_frames=config.num_frames,
         image_mean=list(image_mean if image_mean is not None else CLIP_MEAN if is_clip else SIGLIP_MEAN),
         image_std=list(image_std if image_std is not None else CLIP_STD if is_clip else SIGLIP_STD),
+        video_image_size=config.video_config.image_size if config.video_config is not None else None,
     )
     return processing.LangDCProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
 

@@ -1,11 +1,12 @@
 """Run one LangDC training stage.
 
-    python -m train.run --data data/synthvid --stage 1 --init tools/configs/synthvid.json --output runs/stage1
+    python -m train.run --data data/synthvid --stage 0 --init tools/configs/synthvid.json --output runs/stage0
+    python -m train.run --data data/synthvid --stage 1 --init runs/stage0 --output runs/stage1
     python -m train.run --data data/synthvid --stage 2 --init runs/stage1 --output runs/stage2
     python -m train.run --data data/synthvid --stage 3 --init runs/stage2 --output runs/stage3
 
-`--init` is a config spec (stage 1: a BPE tokenizer is trained on the split's text, the model starts random) or
-a checkpoint folder of the previous stage. The same command runs on CPU, one GPU, or several GPUs / nodes under
+`--init` is a config spec (a BPE tokenizer is trained on the split's text, the model starts random) or a checkpoint
+folder of the previous stage. Stage 0 pretrains the vision tower on dense patch labels (train/vision.py). The same command runs on CPU, one GPU, or several GPUs / nodes under
 `accelerate launch -m train.run ...` (DeepSpeed or FSDP through the accelerate config). `--resume` continues from
 the last `Trainer` checkpoint in `OUTPUT/trainer`. The output folder is a complete checkpoint (remote code,
 tokenizer, processor) that loads with `AutoModel.from_pretrained(..., trust_remote_code=True)`.
@@ -25,6 +26,7 @@ from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LangDCCollator, StageDataset, load_pixel_cache,
                         read_split)
 from train.stages import LangDCTrainer, count_trainable, freeze_for_stage, set_threads
+from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
 CAPTION_BATCH_VIDEOS = 32
 
@@ -75,7 +77,7 @@ def generate_captions(model, pixels: torch.Tensor, batch_videos: int = CAPTION_B
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
-    parser.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    parser.add_argument("--stage", type=int, choices=(0, 1, 2, 3), required=True)
     parser.add_argument("--init", type=Path, required=True, help="config spec .json (stage 1) or checkpoint folder")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -88,6 +90,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ground-truth-fraction", type=float, default=0.3,
                         help="stage 3: share of examples whose soft tokens come from ground-truth captions")
     parser.add_argument("--open-fraction", type=float, default=0.2, help="stage 3: share of open-ended questions")
+    parser.add_argument("--questions-per-example", type=int, default=0,
+                        help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
     parser.add_argument("--logging-steps", type=int, default=25)
     parser.add_argument("--save-steps", type=int, default=200)
@@ -104,10 +108,18 @@ def main(argv=None) -> None:
     generated = None
     if args.stage == 3 and args.ground_truth_fraction < 1.0:
         generated = generate_captions(model, pixels)
-    dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
-                           args.ground_truth_fraction, args.open_fraction, args.seed)
     trainable = freeze_for_stage(model, args.stage)
-    model.train()
+    if args.stage == 0:
+        vision = model.config.vision_config
+        colors, shapes = load_attribute_cache(args.data, "train", records, vision.patch_size, vision.image_size)
+        dataset, collator = FrameDataset(pixels, colors, shapes), collate_frames
+        trained = PatchAttributePretrainer(model)
+        trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
+    else:
+        dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
+                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example)
+        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id), model
+    trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
           f"{count_trainable(model)}")
 
@@ -132,10 +144,10 @@ def main(argv=None) -> None:
         seed=args.seed,
     )
     trainer = LangDCTrainer(
-        model=model,
+        model=trained,
         args=training_args,
         train_dataset=dataset,
-        data_collator=LangDCCollator(pixels, tokenizer.pad_token_id),
+        data_collator=collator,
         processing_class=processor,
         stage=args.stage,
     )

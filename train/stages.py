@@ -1,9 +1,10 @@
-"""What each stage trains (research/langdc.md §3, adapted: no pretrained towers exist here, so the vision tower
-and the LLM are trained too, and the stage that needs them unfrozen says so).
+"""What each stage trains (research/langdc.md §3, adapted: no pretrained towers exist here, so stage 0 pretrains
+the vision tower, the LLM is trained from scratch in stages 1 and 3, and the tower is tuned again in stage 2).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
-| 1 alignment | whole-video captions, pool tokens only | vision tower, pool projector, LLM | expert side |
+| 0 vision | frames, per-patch colour / shape fractions (train/vision.py) | vision tower (+ 2 linear heads) | the rest |
+| 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
 | 2 expert | clip captions (caption CE + EOS) | vision tower, expert projector, expert | LLM side |
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector | vision tower, expert side |
 """
@@ -12,7 +13,8 @@ import torch
 from transformers import Trainer
 
 TRAINED_MODULES = {
-    1: ("vision_model", "pool_projector", "language_model"),
+    0: ("vision_model",),
+    1: ("pool_projector", "language_model"),
     2: ("vision_model", "expert_projector", "expert"),
     3: ("language_model", "caption_projector", "pool_projector"),
 }
@@ -35,8 +37,9 @@ def freeze_for_stage(model, stage: int) -> int:
 
 
 class LangDCTrainer(Trainer):
-    """`Trainer` whose loss follows the stage: the expert's caption loss in stage 2 (forward without a prompt),
-    the LLM loss otherwise. Every loss goes through `model(...)`, so DDP/FSDP wrappers work unchanged."""
+    """`Trainer` whose loss follows the stage: the patch-attribute loss of `PatchAttributePretrainer` in stage 0,
+    the expert's caption loss in stage 2 (forward without a prompt), the LLM loss otherwise. Every loss goes
+    through `model(...)`, so DDP/FSDP wrappers work unchanged."""
 
     def __init__(self, *args, stage: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -47,7 +50,7 @@ class LangDCTrainer(Trainer):
             # no prompt: forward returns the expert's caption loss (see LangDCForConditionalGeneration.forward)
             inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "labels")}
         outputs = model(**inputs)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
 
 
 def count_trainable(model) -> dict[str, int]:
