@@ -96,6 +96,9 @@ class LangDCConfig(PreTrainedConfig):
             Token ids that end a caption (excluded from the soft tokens).
         expert_pad_token_id (`int`, *optional*):
             Padding id for the expert's batched generation; defaults to the first EOS id.
+        expert_tokenizer_subfolder (`str`, *optional*):
+            Subfolder of the checkpoint with the expert's own tokenizer, when its vocabulary differs from the LLM's
+            (the prompt ids above were built with it, and captions are decoded with it). `None`: shared vocabulary.
         block_layout (`str`, defaults to `"per_clip"`):
             `per_clip`: each clip's block is `[pool_k | caption_k]` at its first frame's placeholder.
             `pool_then_captions`: a video's block is `[all pool | all captions]` (official checkpoint layout).
@@ -179,6 +182,7 @@ class LangDCConfig(PreTrainedConfig):
     expert_prompt_suffix_ids: list[int] | None = None
     expert_eos_token_ids: list[int] | None = None
     expert_pad_token_id: int | None = None
+    expert_tokenizer_subfolder: str | None = None
     block_layout: str = "per_clip"
     official_soft_token_compat: bool = False
     image_token_id: int | None = None

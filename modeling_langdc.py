@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    GenerationMixin,
+    PreTrainedModel,
+)
 from transformers.generation import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
@@ -1387,7 +1394,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             **(compression or {}),
         )
         responses = [r.strip() for r in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
-        caption_tokenizer = getattr(self, "expert_tokenizer", None) or tokenizer
+        caption_tokenizer = self.get_expert_tokenizer(tokenizer)
         for info, metadata in zip(infos, video_metadata):
             info.captions = [caption_tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in info.caption_ids]
             indices = getattr(metadata, "frames_indices", None)
@@ -1395,6 +1402,25 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 info.repeated_frames = len(indices) - len(set(int(i) for i in indices))
         new_histories = [list(h or []) + [(q, r)] for h, q, r in zip(histories, questions, responses)]
         return responses, new_histories, infos
+
+    def get_expert_tokenizer(self, tokenizer=None):
+        """The tokenizer of the expert's vocabulary (to decode captions, or to call `config.set_expert_prompt`).
+
+        `model.expert_tokenizer` when set; else the checkpoint's `expert_tokenizer_subfolder` (loaded once from
+        `name_or_path`, local folder or Hub id); else `tokenizer`, the LLM's, which shares the expert's vocabulary.
+
+        Raises:
+            ValueError: if the expert has its own vocabulary but the model was not loaded from a folder.
+        """
+        subfolder = self.config.expert_tokenizer_subfolder
+        if getattr(self, "expert_tokenizer", None) is None and subfolder:
+            if not self.name_or_path:
+                raise ValueError(
+                    f"The expert tokenizer lives in the checkpoint's {subfolder!r} subfolder but this model was not "
+                    "loaded from a checkpoint: set `model.expert_tokenizer`."
+                )
+            self.expert_tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, subfolder=subfolder)
+        return getattr(self, "expert_tokenizer", None) or tokenizer
 
     @staticmethod
     def _add_default_placeholders(question: str, history, patches: list[int], flag: int) -> str:

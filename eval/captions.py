@@ -23,7 +23,7 @@ CAPTION_BATCH_VIDEOS = 16
 
 def caption_quality(model, processor, data_dir, split: str, max_videos: int | None = None) -> dict:
     records = read_split(data_dir, split)[:max_videos]
-    tokenizer = processor.tokenizer
+    tokenizer = model.get_expert_tokenizer(processor.tokenizer)  # captions are expert token ids
     predicted_ids = []
     for start in range(0, len(records), CAPTION_BATCH_VIDEOS):
         batch = records[start : start + CAPTION_BATCH_VIDEOS]

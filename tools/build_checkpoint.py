@@ -52,41 +52,57 @@ def build_model(config, seed: int = 0, dtype: torch.dtype = torch.bfloat16):
     modeling = import_remote("modeling_langdc")
     torch.manual_seed(seed)
     model = modeling.LangDCForConditionalGeneration(config).to(dtype).eval()
-    model.generation_config = GenerationConfig(
-        do_sample=False,
-        max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-        eos_token_id=list(config.expert_eos_token_ids),
-        pad_token_id=config.expert_pad_token_id,
-    )
+    model.generation_config = greedy_generation_config(config.expert_eos_token_ids, config.expert_pad_token_id)
     return model
 
 
-def build_processor(config, tokenizer):
+def greedy_generation_config(eos_token_ids: list[int], pad_token_id: int | None) -> GenerationConfig:
+    """The shipped generation_config.json: greedy decoding, the LLM's EOS id list and its padding id."""
+    return GenerationConfig(
+        do_sample=False,
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+        eos_token_id=list(eos_token_ids),
+        pad_token_id=pad_token_id,
+    )
+
+
+def build_processor(config, tokenizer, image_mean=None, image_std=None, chat_template: str = CHAT_TEMPLATE):
+    """`LangDCProcessor` with the vision tower's tile size, the config's frame count and `tokenizer`.
+
+    `image_mean` / `image_std` default to the SigLIP or CLIP normalisation (by the vision tower's model type);
+    `chat_template` defaults to the ChatML template of `tools.tokenizer`.
+    """
     processing = import_remote("processing_langdc")
     is_clip = config.vision_config.model_type.startswith("clip")
     image_processor = processing.LangDCImageProcessor(
         image_size=config.vision_config.image_size,
         max_dynamic_patch=MAX_DYNAMIC_PATCH,
         num_frames=config.num_frames,
-        image_mean=list(CLIP_MEAN if is_clip else SIGLIP_MEAN),
-        image_std=list(CLIP_STD if is_clip else SIGLIP_STD),
+        image_mean=list(image_mean if image_mean is not None else CLIP_MEAN if is_clip else SIGLIP_MEAN),
+        image_std=list(image_std if image_std is not None else CLIP_STD if is_clip else SIGLIP_STD),
         video_image_size=config.video_config.image_size if config.video_config is not None else None,
     )
-    return processing.LangDCProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    return processing.LangDCProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
 
 
-def save_checkpoint(model, tokenizer, processor, output: Path) -> list[str]:
-    """Save everything into a temporary folder, then move each file into `output`. Returns the file names."""
+def write_checkpoint_files(model, tokenizer, processor, folder: Path, max_shard_size: str | int = "50GB") -> None:
+    """Save model (safetensors, shards of at most `max_shard_size`), remote code, config with the full auto_map,
+    generation config, tokenizer and processor into `folder` (a fresh, empty folder: callers move it into place)."""
     modeling = import_remote("modeling_langdc")
     configuration = import_remote("configuration_langdc")
     configuration.LangDCConfig.register_for_auto_class()
     modeling.LangDCForConditionalGeneration.register_for_auto_class("AutoModel")
+    model.save_pretrained(folder, max_shard_size=max_shard_size)
+    tokenizer.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    _complete_auto_map(folder / "config.json")
+
+
+def save_checkpoint(model, tokenizer, processor, output: Path) -> list[str]:
+    """Save everything into a temporary folder, then move each file into `output`. Returns the file names."""
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".build-") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        _complete_auto_map(Path(tmp) / "config.json")
+        write_checkpoint_files(model, tokenizer, processor, Path(tmp))
         names = sorted(os.listdir(tmp))
         for name in names:
             source, target = Path(tmp) / name, output / name

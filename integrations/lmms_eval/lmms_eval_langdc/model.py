@@ -1,0 +1,172 @@
+"""lmms-eval model `langdc` (simple mode): LangDC answers lmms-eval requests through its own `batch_chat`.
+
+Videos arrive as file paths (MVBench, Video-MME, ...): the checkpoint's processor samples `max_frames_num` frames
+(`processor.load_video`, segment centres, the model's tile size) and the question gets one `Frame{i}: <image>`
+line per frame (InternVL/PVC convention, `data_flag=3`). Images arrive as PIL images: one `<image>` per image with
+dynamic tiling (`data_flag` 1 or 2). Text-only requests have no placeholder. Requests are answered in batches of
+`batch_size` with one `batch_chat` call each (one vision call, one expert `generate`, one LLM `generate`).
+Each result reports the LLM's prompt length after compression as its input token count.
+"""
+
+import torch
+from accelerate import PartialState
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
+from lmms_eval.api.model import lmms
+from PIL import Image
+from tqdm import tqdm
+from transformers import AutoModel, AutoProcessor, AutoTokenizer
+
+DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO = 0, 1, 2, 3
+GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
+PLACEHOLDERS = ("<image>", "<video>")
+
+
+def generation_settings(gen_kwargs: dict) -> tuple[dict, list[str]]:
+    """Split lmms-eval `gen_kwargs` into LLM generation settings and the `until` stop strings.
+
+    `temperature: 0` means greedy decoding (`do_sample=False`, no temperature); keys that are not generation
+    settings (lmms-eval adds some) are dropped.
+    """
+    until = gen_kwargs.get("until") or []
+    until = [until] if isinstance(until, str) else list(until)
+    settings = {key: gen_kwargs[key] for key in GENERATION_KEYS if key in gen_kwargs}
+    if settings.get("temperature") == 0:
+        settings.pop("temperature")
+        settings["do_sample"] = False
+    if not settings.get("do_sample"):
+        settings.pop("top_p", None)
+        settings.pop("top_k", None)
+    return settings, until
+
+
+def cut_at_stop_strings(text: str, until: list[str]) -> str:
+    """`text` up to the first occurrence of any stop string (lmms-eval's `until`)."""
+    for stop in until:
+        if stop and stop in text:
+            text = text.split(stop, 1)[0]
+    return text.strip()
+
+
+class LangDC(lmms):
+    """lmms-eval wrapper of a LangDC checkpoint.
+
+    Model args (`--model_args k=v,...`):
+        pretrained: checkpoint folder or Hub id (loaded with `trust_remote_code=True`).
+        max_frames_num: frames sampled per video (default: the checkpoint's `num_frames`).
+        dtype: `bfloat16` (default), `float16` or `float32`.
+        attn_implementation: `sdpa`, `eager` or `flash_attention_2` (default: the model's choice).
+        batch_size, device: from lmms-eval's `--batch_size` / `--device` (default: accelerate's device).
+
+    Raises:
+        ValueError: for an unknown model arg, a bad `batch_size`, `max_frames_num` or `dtype`, or a request with
+            more than one video.
+    """
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        max_frames_num: int | None = None,
+        dtype: str = "bfloat16",
+        attn_implementation: str | None = None,
+        batch_size: int | str = 1,
+        device: str | None = None,
+        max_batch_size: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            raise ValueError(f"Unknown model_args for langdc: {sorted(kwargs)}.")
+        if dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}.")
+        try:
+            self.batch_size_per_gpu = int(batch_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.") from None
+        if self.batch_size_per_gpu < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        state = PartialState()
+        self._rank, self._world_size = state.process_index, state.num_processes
+        self._device = torch.device(device) if device else state.device
+        load_kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        self.model = AutoModel.from_pretrained(
+            pretrained, dtype=getattr(torch, dtype), trust_remote_code=True, **load_kwargs
+        ).to(self._device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=True)
+        self.processor = AutoProcessor.from_pretrained(pretrained, trust_remote_code=True)
+        self.max_frames_num = int(max_frames_num) if max_frames_num is not None else self.model.config.num_frames
+        if self.max_frames_num < 1:
+            raise ValueError(f"max_frames_num must be >= 1, got {max_frames_num!r}.")
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def prepare(self, contexts: str, doc_to_visual, doc_id, task: str, split: str):
+        """Pixel values, the question with its placeholders, tiles per image/frame and the data flag of one request."""
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual is not None else []
+        visuals = [v for v in (visuals or []) if v is not None]
+        has_placeholder = any(p in contexts for p in PLACEHOLDERS)
+        videos = [v for v in visuals if isinstance(v, str)]
+        if videos:
+            if len(visuals) != 1:
+                raise ValueError(f"{task} doc {doc_id}: LangDC takes one video per question, got {len(visuals)} visuals.")
+            pixel_values, num_patches_list = self.processor.load_video(videos[0], num_segments=self.max_frames_num)
+            prefix = "".join(f"Frame{i + 1}: <image>\n" for i in range(len(num_patches_list)))
+            return pixel_values, ("" if has_placeholder else prefix) + contexts, num_patches_list, DATA_FLAG_VIDEO
+        images = [v.convert("RGB") for v in visuals if isinstance(v, Image.Image)]
+        if images:
+            tiles = [self.processor.load_image(image) for image in images]
+            if len(images) == 1:
+                prefix, flag = "<image>\n", DATA_FLAG_IMAGE
+            else:
+                prefix, flag = "".join(f"Image-{i + 1}: <image>\n" for i in range(len(images))), DATA_FLAG_MULTI_IMAGE
+            question = ("" if has_placeholder else prefix) + contexts
+            return torch.cat(tiles), question, [len(t) for t in tiles], flag
+        return None, contexts, [], DATA_FLAG_TEXT
+
+    def answer(self, requests: list[Instance]) -> list[GenerationResult]:
+        """Answer requests that share their `gen_kwargs` in one `batch_chat` call."""
+        settings, until = generation_settings(requests[0].args[1])
+        prepared = [self.prepare(contexts, doc_to_visual, doc_id, task, split)
+                    for contexts, _, doc_to_visual, doc_id, task, split in (r.args for r in requests)]
+        pixels = [p for p, _, _, _ in prepared if p is not None]
+        pixel_values = torch.cat(pixels).to(self._device, self.model.dtype) if pixels else None
+        responses, infos = self.model.batch_chat(
+            self.tokenizer, pixel_values, [q for _, q, _, _ in prepared], settings,
+            num_patches_list=[n for _, _, n, _ in prepared] if pixels else None,
+            data_flag=[f for _, _, _, f in prepared] if pixels else None, return_info=True,
+        )
+        results = []
+        for response, info in zip(responses, infos):
+            text = cut_at_stop_strings(response, until)
+            output_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            counts = TokenCounts(input_tokens=info.text_tokens + info.visual_tokens, output_tokens=output_tokens)
+            results.append(GenerationResult(text=text, token_counts=counts))
+        return results
+
+    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
+        results = []
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc="LangDC responding")
+        start = 0
+        while start < len(requests):
+            end = start + 1
+            while (end < len(requests) and end - start < self.batch_size
+                   and requests[end].args[1] == requests[start].args[1]):
+                end += 1
+            results.extend(self.answer(requests[start:end]))
+            progress.update(end - start)
+            start = end
+        progress.close()
+        return results
+
+    def loglikelihood(self, requests: list[Instance]):
+        raise NotImplementedError("LangDC answers by generation only: use generate_until tasks (MVBench, Video-MME).")
+
+    def generate_until_multi_round(self, requests: list[Instance]):
+        raise NotImplementedError("LangDC's lmms-eval wrapper does not implement multi-round generation.")

@@ -1,0 +1,137 @@
+"""The lmms-eval plug-in (`integrations/lmms_eval`): registration, request handling, and a local task end to end.
+
+lmms-eval 0.7.3 is installed with `--no-deps` plus the few packages it needs (README "Evaluate with lmms-eval").
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lmms_eval.api.instance import Instance
+from lmms_eval.models import get_model
+from lmms_eval.tasks.mvbench.utils import mvbench_doc_to_text
+from lmms_eval_langdc import TASKS_DIR
+from lmms_eval_langdc.model import LangDC, cut_at_stop_strings, generation_settings
+from PIL import Image
+from transformers import AutoModel, AutoProcessor, AutoTokenizer
+
+from tools.remote_code import REPO_ROOT
+
+VIDEO = REPO_ROOT / "examples" / "videos" / "busy.mp4"
+GEN_KWARGS = {"max_new_tokens": 6, "temperature": 0, "top_p": 1.0, "num_beams": 1, "do_sample": False,
+              "until": ["\n\n"]}
+FRAMES = 8
+
+
+def _image(seed: int, size: tuple[int, int]) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _request(index: int, contexts: str, gen_kwargs: dict) -> Instance:
+    arguments = (contexts, dict(gen_kwargs), lambda doc: doc["visuals"], index, "toy", "test")
+    return Instance("generate_until", arguments, index, metadata={"task": "toy", "doc_id": index, "repeats": 1})
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint_dir):
+    model = AutoModel.from_pretrained(checkpoint_dir, trust_remote_code=True, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, trust_remote_code=True)
+    return model, tokenizer, AutoProcessor.from_pretrained(checkpoint_dir, trust_remote_code=True)
+
+
+def _direct_answer(reference, question: str, pixel_values, num_patches_list, data_flag, gen=GEN_KWARGS):
+    model, tokenizer, _ = reference
+    settings = {k: v for k, v in gen.items() if k in ("max_new_tokens",)}
+    response, info = model.chat(tokenizer, pixel_values, question, dict(settings, do_sample=False),
+                                num_patches_list=num_patches_list, data_flag=data_flag, return_info=True)
+    return response.split("\n\n")[0].strip(), info
+
+
+def test_entry_point_registers_langdc():
+    assert get_model("langdc") is LangDC
+
+
+def test_generation_settings_and_stop_strings():
+    settings, until = generation_settings(GEN_KWARGS)
+    assert settings == {"max_new_tokens": 6, "num_beams": 1, "do_sample": False}
+    assert until == ["\n\n"]
+    sampled, _ = generation_settings({"temperature": 0.7, "do_sample": True, "top_p": 0.9, "image_aspect_ratio": 1})
+    assert sampled == {"temperature": 0.7, "do_sample": True, "top_p": 0.9}
+    assert cut_at_stop_strings(" (B) red\n\nmore", ["\n\n"]) == "(B) red"
+
+
+def test_requests_answered_like_direct_chat(checkpoint_dir, reference):
+    """Video (path), one image, two images and text-only requests, batched, answer as single `chat` calls do."""
+    wrapper = LangDC(pretrained=str(checkpoint_dir), dtype="float32", batch_size=3, max_frames_num=FRAMES)
+    images = [_image(1, (64, 64)), _image(2, (64, 128))]
+    docs = [{"visuals": [str(VIDEO)]}, {"visuals": [images[0]]}, {"visuals": []}, {"visuals": images}]
+    wrapper.task_dict = {"toy": {"test": docs}}
+    contexts = ["What happens?", "What is shown?", "Say hello.", "What differs?"]
+    long_answers = dict(GEN_KWARGS, max_new_tokens=3)  # a second group: batches never mix generation settings
+    requests = [_request(i, c, long_answers if i == 3 else GEN_KWARGS) for i, c in enumerate(contexts)]
+    results = wrapper.generate_until(requests)
+
+    _, _, processor = reference
+    pixels, patches = processor.load_video(str(VIDEO), num_segments=FRAMES)
+    frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(FRAMES))
+    tiles = [processor.load_image(image) for image in images]
+    expected = [
+        _direct_answer(reference, frames + contexts[0], pixels, patches, 3),
+        _direct_answer(reference, "<image>\n" + contexts[1], tiles[0], [len(tiles[0])], 1),
+        _direct_answer(reference, contexts[2], None, None, None),
+        _direct_answer(reference, "Image-1: <image>\nImage-2: <image>\n" + contexts[3], torch.cat(tiles),
+                       [len(t) for t in tiles], 2, long_answers),
+    ]
+    assert [r.text for r in results] == [text for text, _ in expected]
+    for result, (_, info) in zip(results, expected):
+        assert result.token_counts.input_tokens == info.text_tokens + info.visual_tokens
+    assert expected[0][1].num_clips == FRAMES // reference[0].config.frames_per_clip
+
+
+def test_unknown_model_args_and_several_videos_rejected(checkpoint_dir):
+    with pytest.raises(ValueError, match="Unknown model_args.*num_frame"):
+        LangDC(pretrained=str(checkpoint_dir), num_frame=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        LangDC(pretrained=str(checkpoint_dir), batch_size="auto")
+    wrapper = LangDC(pretrained=str(checkpoint_dir), dtype="float32")
+    wrapper.task_dict = {"toy": {"test": [{"visuals": [str(VIDEO), str(VIDEO)]}]}}
+    with pytest.raises(ValueError, match="one video per question, got 2"):
+        wrapper.generate_until([_request(0, "What happens?", GEN_KWARGS)])
+
+
+def test_lmms_eval_cli_runs_local_video_task(checkpoint_dir, reference, tmp_path):
+    """`lmms-eval --model langdc` on the local MVBench-format task over the sample videos, offline."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    command = [
+        str(Path(sys.executable).parent / "lmms-eval"), "--model", "langdc",
+        "--model_args", f"pretrained={checkpoint_dir},max_frames_num={FRAMES},dtype=float32",
+        "--tasks", "langdc_samples", "--include_path", str(TASKS_DIR), "--batch_size", "1",
+        "--output_path", str(tmp_path / "logs"), "--log_samples",
+    ]
+    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "mvbench_accuracy" in run.stdout
+    (results_file,) = list((tmp_path / "logs").rglob("*_results.json"))
+    accuracy = json.loads(results_file.read_text())["results"]["langdc_samples"]["mvbench_accuracy,none"]
+    assert 0 <= accuracy <= 100
+    (samples_file,) = list((tmp_path / "logs").rglob("*_samples_langdc_samples.jsonl"))
+    samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    questions = json.loads((REPO_ROOT / "examples" / "samples.json").read_text())
+    assert len(samples) == sum(len(video["questions"]) for video in questions)
+    _, _, processor = reference
+    first = json.loads((REPO_ROOT / "examples" / "samples.json").read_text())[0]
+    pixels, patches = processor.load_video(str(REPO_ROOT / "examples" / first["video"]), num_segments=FRAMES)
+    sample = next(s for s in samples if s["doc_id"] == 0)
+    frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(FRAMES))
+    doc = {"question": first["questions"][0]["prompt"].splitlines()[0],
+           "candidates": [line[4:] for line in first["questions"][0]["prompt"].splitlines()[1:-1]]}
+    question = frames + mvbench_doc_to_text(doc, {"post_prompt": "Only give the best option.\n"})
+    assert sample["input"] == question[len(frames):]
+    expected, _ = _direct_answer(reference, question, pixels, patches, 3, {"max_new_tokens": 16})
+    assert sample["filtered_resps"] == expected
