@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The training recipe of README "Training" (2-core CPU). Run from the repo root.
-# OUT receives the bf16 export of the last stage and eval/results its test-split evaluation. Once a run meets
+# The training recipe of README "Training" (run v1, 2-core CPU, about 46 minutes). Run from the repo root.
+# OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. Once a run meets
 # the targets of README "Results", export it to the repo root instead: python -m tools.export_checkpoint runs/stage3 .
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
@@ -12,8 +12,8 @@ python -m train.run --data "$DATA" --stage 0 --init tools/configs/synthvid.json 
 python -m train.run --data "$DATA" --stage 1 --init "$RUNS/stage0" --output "$RUNS/stage1" \
   --epochs 0.5 --batch-size 8 --lr 1e-3
 python -m train.run --data "$DATA" --stage 2 --init "$RUNS/stage1" --output "$RUNS/stage2" \
-  --epochs 4 --batch-size 8 --lr 1e-3
+  --max-steps 450 --batch-size 8 --lr 1e-3
 python -m train.run --data "$DATA" --stage 3 --init "$RUNS/stage2" --output "$RUNS/stage3" \
-  --epochs 3 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.3 --open-fraction 0.2
+  --epochs 2 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.3 --open-fraction 0.2
 python -m tools.export_checkpoint "$RUNS/stage3" "$OUT"
-python -m eval.evaluate --model "$OUT" --data "$DATA" --split test --output eval/results
+python -m eval.evaluate --model "$OUT" --data "$DATA" --split test --output "eval/results-$(basename "$OUT")"
