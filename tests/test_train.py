@@ -115,3 +115,18 @@ def test_patch_fractions_are_per_patch_label_histograms():
     torch.testing.assert_close(fractions[0, 3], torch.tensor([0.75, 0.0, 0.25]))
     with pytest.raises(ValueError, match="multiple of the patch size"):
         patch_fractions(np.zeros((1, 5, 4), dtype=np.uint8), 3, 2)
+
+
+def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):
+    from train.text_qa_probe import main as probe
+
+    report = probe(["--data", str(micro_data), "--tokenizer", str(stages[1]), "--spec",
+                    str(REPO_ROOT / "tools" / "configs" / "micro.json"), "--steps", "4", "--eval-every", "2",
+                    "--batch-size", "2", "--output", str(tmp_path), "--threads", "1"])
+    written = json.loads((tmp_path / "text_qa_probe.json").read_text())
+    assert [entry["step"] for entry in written["log"]] == [2, 4] == [entry["step"] for entry in report["log"]]
+    last = written["log"][-1]
+    assert last["questions"] > 0 and 0.0 <= last["accuracy"] <= 1.0
+    from synthvid import TASKS
+
+    assert set(last["per_task"]) <= set(TASKS)

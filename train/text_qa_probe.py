@@ -1,0 +1,167 @@
+"""Probe: can the LLM of a model spec learn the synthvid questions when the ground-truth clip captions are given
+as plain text?
+
+This separates the two halves of LangDC's task. If the LLM cannot answer from perfect captions written out as
+text, no expert can help it, and stage 3 fails for the LLM's sake (README "Results"). The LLM is built from the
+spec's `text_config` with random weights and trained on one multi-turn conversation per training video (the
+stage-3 conversations of `train/data.py`, with the captions as text in place of the video):
+
+    user: "Clip captions: {caption 1} | ... | {caption 4}\\n{question 1}\\nAnswer with the option's letter."
+    assistant: "(C) red circle"   ... then the video's other questions
+
+Every `--eval-every` steps it scores the validation multiple-choice questions, one per conversation, by the
+log-likelihood of each option letter, and writes `OUTPUT/text_qa_probe.json` (atomically).
+
+    python -m train.text_qa_probe --data data/synthvid --tokenizer checkpoints/synthvid-v0 \\
+        --spec tools/configs/synthvid.json --steps 500 --output runs/text_qa_probe
+"""
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+
+from synthvid import format_question
+from tools.remote_code import import_remote
+from synthvid.questions import LETTERS
+from train.data import IGNORE_INDEX, MC_SUFFIX, chat_conversation, question_turn, read_split
+
+CAPTIONS_PREFIX = "Clip captions: "
+DEFAULT_SYSTEM_MESSAGE = import_remote("configuration_langdc").DEFAULT_SYSTEM_MESSAGE
+
+
+def captions_text(record: dict) -> str:
+    """The video's ground-truth clip captions as one line of text."""
+    return CAPTIONS_PREFIX + " | ".join(record["clip_captions"])
+
+
+def training_conversations(records, tokenizer, open_fraction: float, seed: int) -> list[tuple[list[int], list[int]]]:
+    """One conversation per video with all its questions (shuffled), captions as text in the first turn."""
+    rng = random.Random(seed)
+    conversations = []
+    for record in records:
+        questions = list(record["questions"])
+        rng.shuffle(questions)
+        turns = [question_turn(q, rng.random() < open_fraction) for q in questions]
+        turns[0] = (f"{captions_text(record)}\n{turns[0][0]}", turns[0][1])
+        conversations.append(chat_conversation(tokenizer, DEFAULT_SYSTEM_MESSAGE, turns))
+    return conversations
+
+
+def validation_prompts(records, tokenizer) -> list[tuple[list[int], int, str]]:
+    """`(prompt ids, answer index, task)` of every validation question asked alone, as at evaluation."""
+    prompts = []
+    for record in records:
+        for question in record["questions"]:
+            user = f"{captions_text(record)}\n{format_question(question)}\n{MC_SUFFIX}"
+            messages = [{"role": "system", "content": DEFAULT_SYSTEM_MESSAGE}, {"role": "user", "content": user}]
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            prompts.append((tokenizer(text, add_special_tokens=False)["input_ids"], question["answer"], question["task"]))
+    return prompts
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict:
+    """Right-padded `input_ids`, `attention_mask`, `labels` (`[B, L]`) of `(ids, labels)` rows."""
+    length = max(len(ids) for ids, _ in rows)
+    batch = {
+        "input_ids": torch.full((len(rows), length), pad_token_id, dtype=torch.long),
+        "attention_mask": torch.zeros((len(rows), length), dtype=torch.long),
+        "labels": torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long),
+    }
+    for row, (ids, labels) in enumerate(rows):
+        batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
+        batch["attention_mask"][row, : len(ids)] = 1
+        batch["labels"][row, : len(ids)] = torch.tensor(labels)
+    return batch
+
+
+@torch.no_grad()
+def letter_accuracy(model, tokenizer, prompts) -> dict:
+    """Multiple-choice accuracy, overall and per task: the option letter whose `({letter}` continuation has the
+    highest log-likelihood after the prompt."""
+    model.eval()
+    letter_ids = [tokenizer(f"({letter}", add_special_tokens=False)["input_ids"] for letter in LETTERS]
+    correct = {}
+    for prompt, answer, task in prompts:
+        rows = [prompt + ids for ids in letter_ids]
+        batch = pad_batch([(row, row) for row in rows], tokenizer.pad_token_id)
+        log_probs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
+        scores = []
+        for i, ids in enumerate(letter_ids):
+            positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(ids))
+            scores.append(log_probs[i, positions, torch.tensor(ids)].sum().item())
+        correct.setdefault(task, []).append(int(max(range(len(scores)), key=scores.__getitem__) == answer))
+    model.train()
+    total = [c for values in correct.values() for c in values]
+    return {"accuracy": sum(total) / len(total), "questions": len(total),
+            "per_task": {task: sum(v) / len(v) for task, v in sorted(correct.items())}}
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="a trained checkpoint (its BPE tokenizer)")
+    parser.add_argument("--spec", type=Path, required=True, help="model spec .json; its text_config is the LLM")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=25)
+    parser.add_argument("--open-fraction", type=float, default=0.2)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--val-videos", type=int, default=64, help="validation videos scored at each evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=True)
+    text_config = dict(json.loads(args.spec.read_text())["text_config"])
+    config = AutoConfig.for_model(text_config.pop("model_type"), vocab_size=len(tokenizer),
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                  **text_config)
+    model = AutoModelForCausalLM.from_config(config).train()
+    train = training_conversations(read_split(args.data, "train"), tokenizer, args.open_fraction, args.seed)
+    val = validation_prompts(read_split(args.data, "val")[: args.val_videos], tokenizer)
+    if not val or len(train) < args.batch_size:
+        raise ValueError(f"{args.data}: need validation questions and at least --batch-size {args.batch_size} "
+                         f"training videos, got {len(val)} questions and {len(train)} videos.")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
+    rng = random.Random(args.seed)
+    report = {"args": {k: str(v) for k, v in vars(args).items()}, "parameters": model.num_parameters(),
+              "train_conversations": len(train), "threads": torch.get_num_threads(), "log": []}
+    started, tokens = time.perf_counter(), 0
+    for step in range(1, args.steps + 1):
+        batch = pad_batch(rng.sample(train, args.batch_size), tokenizer.pad_token_id)
+        tokens += int(batch["attention_mask"].sum())
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % args.eval_every == 0 or step == args.steps:
+            entry = {"step": step, "loss": loss.item(), "train_tokens": tokens,
+                     "wall_seconds": time.perf_counter() - started, **letter_accuracy(model, tokenizer, val)}
+            report["log"].append(entry)
+            print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "wall_seconds")}), flush=True)
+            write_json_atomic(args.output / "text_qa_probe.json", report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
