@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random LangDC (fp32 for exact comparisons), its tokenizer and a saved checkpoint."""
 
+import contextlib
 import json
 import os
 
@@ -60,3 +61,40 @@ def video_pixels(num_frames: int, size: int = 64, seed: int = 0) -> torch.Tensor
     """Deterministic random frames `[T, 3, size, size]`."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(num_frames, 3, size, size, generator=generator)
+
+
+FORCED_TOKEN = 65  # byte "b" in the byte-level tokenizer: the token forced captions are made of
+
+
+@contextlib.contextmanager
+def forced_captions(model, forced):
+    """Row r of the expert's batched decoding emits `forced[r][0]` times `FORCED_TOKEN`, then the stop id
+    `forced[r][1]`.
+
+    Only decode-shaped logits (`[N, 1, V]`, one per generation step) are touched; teacher-forced passes are not.
+    """
+    step = {"t": 0}
+
+    def hook(module, inputs, logits):
+        if logits.shape[1] != 1:
+            return logits
+        logits = torch.full_like(logits, -1e4)
+        for row, (length, stop) in enumerate(forced):
+            logits[row, -1, FORCED_TOKEN if step["t"] < length else stop] = 1e4
+        step["t"] += 1
+        return logits
+
+    handle = model.expert.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def build_micro_synthvid(out, train: int, seed: int = 3):
+    """A micro synthvid set in `out` (`train` training videos, 1 val, 2 test, 1 unseen test); returns `out`."""
+    from synthvid.build import main as build
+
+    build(["--out", str(out), "--train", str(train), "--val", "1", "--test", "2", "--test-unseen", "1",
+           "--seed", str(seed)])
+    return out

@@ -6,16 +6,14 @@ import json
 import pytest
 import torch
 
+from tests.conftest import build_micro_synthvid
+
 pytest.importorskip("synthvid")
 
 
 @pytest.fixture(scope="module")
 def micro_data(tmp_path_factory):
-    from synthvid.build import main as build
-
-    out = tmp_path_factory.mktemp("synthvid")
-    build(["--out", str(out), "--train", "1", "--val", "1", "--test", "2", "--test-unseen", "1", "--seed", "3"])
-    return out
+    return build_micro_synthvid(tmp_path_factory.mktemp("synthvid"), train=1)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoProcessor, CLIPVisionModel, Qwen2ForCausalLM
 
+from tests.conftest import FORCED_TOKEN, forced_captions
 from tests.official_release import IV2, LORA, tiny_spec, write_official_release
 from tools.convert_official_langdc import convert
 
 NUM_FRAMES = 8  # two clips of four frames
 QUESTION = "".join("<image>" for _ in range(NUM_FRAMES)) + "\nWhat happens?"
-FORCED_TOKEN = 65
 
 
 @pytest.fixture(scope="module")
@@ -189,27 +189,6 @@ def expert_prefill_inputs(model):
     handle = model.expert.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         yield recorded
-    finally:
-        handle.remove()
-
-
-@contextlib.contextmanager
-def forced_captions(model, forced):
-    """Row r of the expert's batched decoding emits `forced[r][0]` tokens, then the stop id `forced[r][1]`."""
-    step = {"t": 0}
-
-    def hook(module, inputs, logits):
-        if logits.shape[1] != 1:
-            return logits
-        logits = torch.full_like(logits, -1e4)
-        for row, (length, stop) in enumerate(forced):
-            logits[row, -1, FORCED_TOKEN if step["t"] < length else stop] = 1e4
-        step["t"] += 1
-        return logits
-
-    handle = model.expert.get_output_embeddings().register_forward_hook(hook)
-    try:
-        yield
     finally:
         handle.remove()
 

@@ -7,36 +7,15 @@ from unittest import mock
 import pytest
 import torch
 
-from tests.conftest import video_pixels
+from tests.conftest import FORCED_TOKEN, forced_captions, video_pixels
 
 GEN = dict(max_new_tokens=5, do_sample=False)
-FORCED_TOKEN = 65  # byte "b" in the byte-level tokenizer: the token forced captions are made of
 
 
-@contextlib.contextmanager
 def forced_caption_lengths(model, lengths):
-    """Bias the expert's logits per row so that row r emits `lengths[r]` tokens and then EOS.
-
-    Only decode-shaped logits (`[N, 1, V]`, one per generation step) are touched; teacher-forced passes are not.
-    """
+    """Row r of the expert's batched decoding emits `lengths[r]` tokens and then EOS (see `forced_captions`)."""
     eos = model.config.expert_eos_token_ids[0]
-    step = {"t": 0}
-
-    def hook(module, inputs, logits):
-        if logits.shape[1] != 1:
-            return logits
-        logits = logits.clone()
-        for row, length in enumerate(lengths):
-            logits[row, -1, :] = -1e4
-            logits[row, -1, eos if step["t"] >= length else FORCED_TOKEN] = 1e4
-        step["t"] += 1
-        return logits
-
-    handle = model.expert.get_output_embeddings().register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+    return forced_captions(model, [(length, eos) for length in lengths])
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from tests.conftest import build_micro_synthvid
 from tools.remote_code import REPO_ROOT
 
 pytest.importorskip("synthvid")
@@ -14,11 +15,7 @@ pytest.importorskip("synthvid")
 
 @pytest.fixture(scope="module")
 def micro_data(tmp_path_factory):
-    from synthvid.build import main as build
-
-    out = tmp_path_factory.mktemp("synthvid")
-    build(["--out", str(out), "--train", "6", "--val", "1", "--test", "2", "--test-unseen", "1", "--seed", "3"])
-    return out
+    return build_micro_synthvid(tmp_path_factory.mktemp("synthvid"), train=6)
 
 
 def first_and_last_loss(output):

@@ -51,11 +51,31 @@ def load_pixel_cache(data_dir: Path, split: str, processor, num_frames: int) -> 
         pixel_values, _ = processor.load_video(str(Path(data_dir) / record["video"]), num_segments=num_frames)
         frames.append(pixel_values.to(torch.float16))
     pixels = torch.stack(frames)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(pixels, tmp)
-    os.replace(tmp, cache)
+    torch_save_atomic(pixels, cache)
     return pixels
+
+
+def torch_save_atomic(obj, path: Path) -> None:
+    """`torch.save` through a temporary file and `os.replace`, so a cache is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def pad_chat_batch(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict:
+    """Right-padded `input_ids`, `attention_mask` and `labels` (`[B, L]` long) of `(ids, labels)` rows."""
+    length = max(len(ids) for ids, _ in rows)
+    batch = {
+        "input_ids": torch.full((len(rows), length), pad_token_id, dtype=torch.long),
+        "attention_mask": torch.zeros((len(rows), length), dtype=torch.long),
+        "labels": torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long),
+    }
+    for row, (ids, labels) in enumerate(rows):
+        batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
+        batch["attention_mask"][row, : len(ids)] = 1
+        batch["labels"][row, : len(ids)] = torch.tensor(labels)
+    return batch
 
 
 def chat_conversation(tokenizer, system_message: str, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
@@ -173,14 +193,5 @@ class LangDCCollator:
             "caption_ids": [clip for item in items for clip in item["caption_ids"]],
         }
         if items[0]["input_ids"] is not None:
-            length = max(len(item["input_ids"]) for item in items)
-            ids = torch.full((len(items), length), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            labels = torch.full_like(ids, IGNORE_INDEX)
-            for row, item in enumerate(items):
-                n = len(item["input_ids"])
-                ids[row, :n] = torch.tensor(item["input_ids"])
-                mask[row, :n] = 1
-                labels[row, :n] = torch.tensor(item["labels"])
-            batch.update(input_ids=ids, attention_mask=mask, labels=labels)
+            batch.update(pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id))
         return batch

@@ -18,7 +18,6 @@ log-likelihood of each option letter, and writes `OUTPUT/text_qa_probe.json` (at
 
 import argparse
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -27,9 +26,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
 from synthvid import format_question
-from tools.remote_code import import_remote
+from synthvid.dataset import write_text_atomic
 from synthvid.questions import LETTERS
-from train.data import IGNORE_INDEX, MC_SUFFIX, chat_conversation, question_turn, read_split
+from tools.remote_code import import_remote
+from train.data import MC_SUFFIX, chat_conversation, pad_chat_batch, question_turn, read_split
 
 CAPTIONS_PREFIX = "Clip captions: "
 DEFAULT_SYSTEM_MESSAGE = import_remote("configuration_langdc").DEFAULT_SYSTEM_MESSAGE
@@ -65,21 +65,6 @@ def validation_prompts(records, tokenizer) -> list[tuple[list[int], int, str]]:
     return prompts
 
 
-def pad_batch(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict:
-    """Right-padded `input_ids`, `attention_mask`, `labels` (`[B, L]`) of `(ids, labels)` rows."""
-    length = max(len(ids) for ids, _ in rows)
-    batch = {
-        "input_ids": torch.full((len(rows), length), pad_token_id, dtype=torch.long),
-        "attention_mask": torch.zeros((len(rows), length), dtype=torch.long),
-        "labels": torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long),
-    }
-    for row, (ids, labels) in enumerate(rows):
-        batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
-        batch["attention_mask"][row, : len(ids)] = 1
-        batch["labels"][row, : len(ids)] = torch.tensor(labels)
-    return batch
-
-
 @torch.no_grad()
 def letter_accuracy(model, tokenizer, prompts) -> dict:
     """Multiple-choice accuracy, overall and per task: the option letter whose `({letter}` continuation has the
@@ -89,7 +74,7 @@ def letter_accuracy(model, tokenizer, prompts) -> dict:
     correct = {}
     for prompt, answer, task in prompts:
         rows = [prompt + ids for ids in letter_ids]
-        batch = pad_batch([(row, row) for row in rows], tokenizer.pad_token_id)
+        batch = pad_chat_batch([(row, row) for row in rows], tokenizer.pad_token_id)
         log_probs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
         scores = []
         for i, ids in enumerate(letter_ids):
@@ -100,13 +85,6 @@ def letter_accuracy(model, tokenizer, prompts) -> dict:
     total = [c for values in correct.values() for c in values]
     return {"accuracy": sum(total) / len(total), "questions": len(total),
             "per_task": {task: sum(v) / len(v) for task, v in sorted(correct.items())}}
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> dict:
@@ -146,7 +124,7 @@ def main(argv=None) -> dict:
               "train_conversations": len(train), "threads": torch.get_num_threads(), "log": []}
     started, tokens = time.perf_counter(), 0
     for step in range(1, args.steps + 1):
-        batch = pad_batch(rng.sample(train, args.batch_size), tokenizer.pad_token_id)
+        batch = pad_chat_batch(rng.sample(train, args.batch_size), tokenizer.pad_token_id)
         tokens += int(batch["attention_mask"].sum())
         loss = model(**batch).loss
         loss.backward()
@@ -159,7 +137,7 @@ def main(argv=None) -> dict:
                      "wall_seconds": time.perf_counter() - started, **letter_accuracy(model, tokenizer, val)}
             report["log"].append(entry)
             print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "wall_seconds")}), flush=True)
-            write_json_atomic(args.output / "text_qa_probe.json", report)
+            write_text_atomic(args.output / "text_qa_probe.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

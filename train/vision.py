@@ -9,7 +9,6 @@ are separate targets, so colour-shape pairs never seen in training are still two
 are dropped afterwards; only the tower's weights go on to stage 1.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from synthvid import COLORS, SHAPES, render_attribute_maps, validate_spec
+from train.data import torch_save_atomic
 
 NUM_COLOR_CLASSES = len(COLORS) + 1  # + background
 NUM_SHAPE_CLASSES = len(SHAPES) + 1
@@ -68,10 +68,7 @@ def load_attribute_cache(data_dir: Path, split: str, records: list[dict], patch_
         colors.append(patch_fractions(color_map, NUM_COLOR_CLASSES, patch_size))
         shapes.append(patch_fractions(shape_map, NUM_SHAPE_CLASSES, patch_size))
     result = (torch.stack(colors), torch.stack(shapes))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(result, tmp)
-    os.replace(tmp, cache)
+    torch_save_atomic(result, cache)
     return result
 
 
