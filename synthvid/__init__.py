@@ -7,7 +7,7 @@ Public API:
 - render: `render_frames(scene) -> uint8 [T, H, W, 3]`, `render_attribute_maps(scene)` (per-pixel colour / shape labels), `write_mp4(scene, path)`, `read_mp4(path)`;
 - truth: `compute_truth(scene) -> GroundTruth`, `object_states`, `clip_event_counts`, `FRAMES_PER_CLIP`;
 - captions: `clip_captions(truth)`, `clip_caption(truth, clip)`, `video_caption(captions)`, `caption_event_count`;
-- questions: `generate_questions(truth, rng)`, `format_question(q)`, `format_answer(q)`, `open_question(q)`, `TASKS`;
+- questions: `generate_questions(truth, rng)`, `format_question(q)`, `format_answer(q)`, `permute_options(q, rng)`, `open_question(q)`, `TASKS`;
 - sampler: `sample_scene(rng, density=None, allowed_pairs=None, required_pair=None) -> spec dict`;
 - dataset: `build_dataset(out_dir, counts, seed, workers)`, `make_record`, `HELD_OUT_PAIRS`
   (command line: `python -m synthvid.build`).
@@ -15,7 +15,7 @@ Public API:
 
 from .captions import caption_event_count, clip_caption, clip_captions, video_caption
 from .dataset import HELD_OUT_PAIRS, SEEN_PAIRS, build_dataset, has_held_out_pair, make_record, make_spec
-from .questions import TASKS, format_answer, format_question, generate_questions, open_question
+from .questions import TASKS, format_answer, format_question, generate_questions, open_question, permute_options
 from .render import read_mp4, render_attribute_maps, render_frames, write_mp4
 from .sampler import DENSITIES, all_pairs, sample_scene, scene_pairs
 from .spec import (
@@ -37,6 +37,6 @@ __all__ = [
     "SEEN_PAIRS", "SHAPES", "TASKS", "Event", "GroundTruth", "ObjectState", "Scene", "SceneObject", "TruthEvent",
     "all_pairs", "build_dataset", "caption_event_count", "clip_caption", "clip_captions", "clip_event_counts",
     "compute_truth", "format_answer", "format_question", "generate_questions", "has_held_out_pair", "make_record",
-    "make_spec", "object_states", "open_question", "read_mp4", "render_attribute_maps", "render_frames", "sample_scene", "scene_pairs",
+    "make_spec", "object_states", "open_question", "permute_options", "read_mp4", "render_attribute_maps", "render_frames", "sample_scene", "scene_pairs",
     "validate_spec", "video_caption", "write_mp4",
 ]

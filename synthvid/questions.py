@@ -10,7 +10,9 @@ for the tasks whose bare question has several valid short answers (existence, or
     (C) {o2}
     (D) {o3}
 
-and target (`format_answer`): `({letter}) {answer_text}`. A question is generated only when it is well defined:
+and target (`format_answer`): `{answer_text} ({letter})`, the answer's text first, then its letter: a small LLM
+trained from scratch learns to read the answer out of the captions and then copy the letter of the matching option,
+where it does not learn to emit the letter first (README "Results", text QA probe). A question is generated only when it is well defined:
 exactly one correct option, the other three distinct, plausible and wrong; options are shuffled with the RNG.
 Objects are named by colour+shape at their first visible frame, and only when no other object ever carries that
 name. At most one question per task and scene.
@@ -74,9 +76,21 @@ def format_question(question: dict) -> str:
 
 
 def format_answer(question: dict) -> str:
-    """The target answer string, e.g. `(B) red circle`."""
+    """The target answer string, e.g. `red circle (B)` (answer text first, then the option letter)."""
     _check_question(question)
-    return f"({LETTERS[question['answer']]}) {question['answer_text']}"
+    return f"{question['answer_text']} ({LETTERS[question['answer']]})"
+
+
+def permute_options(question: dict, rng) -> dict:
+    """A copy of `question` with its options in a new random order and `answer` following its option.
+
+    Training re-draws the order for every example so that the letter can only be read from the options, never
+    memorised per question. `rng` is a `random.Random`. Raises `ValueError` like `format_question`.
+    """
+    _check_question(question)
+    order = list(range(NUM_OPTIONS))
+    rng.shuffle(order)
+    return {**question, "options": [question["options"][i] for i in order], "answer": order.index(question["answer"])}
 
 
 def open_question(question: dict) -> tuple[str, str]:

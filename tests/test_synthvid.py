@@ -31,6 +31,7 @@ from synthvid import (  # noqa: E402
     has_held_out_pair,
     make_spec,
     open_question,
+    permute_options,
     read_mp4,
     render_frames,
     sample_scene,
@@ -334,10 +335,26 @@ def test_question_formats():
     question = {"task": "direction", "question": "which way does the red circle move?",
                 "options": ["up", "left", "down", "right"], "answer": 1, "answer_text": "left"}
     assert format_question(question) == "which way does the red circle move?\n(A) up\n(B) left\n(C) down\n(D) right"
-    assert format_answer(question) == "(B) left"
+    assert format_answer(question) == "left (B)"
     assert open_question(question) == ("which way does the red circle move?", "left")
     with pytest.raises(ValueError, match="options"):
         format_question({**question, "options": ["up"]})
+
+
+def test_permute_options_keeps_the_answer_with_its_option():
+    import random
+
+    question = {"task": "direction", "question": "which way does the red circle move?",
+                "options": ["up", "left", "down", "right"], "answer": 1, "answer_text": "left"}
+    rng = random.Random(0)
+    permuted = [permute_options(question, rng) for _ in range(40)]
+    assert all(sorted(p["options"]) == sorted(question["options"]) for p in permuted)
+    assert all(p["options"][p["answer"]] == "left" for p in permuted)
+    assert {p["answer"] for p in permuted} == {0, 1, 2, 3}  # every letter is reached
+    assert question["options"] == ["up", "left", "down", "right"]  # the input is not modified
+    assert permuted == [permute_options(question, r) for r in [random.Random(0)] for _ in range(40)]
+    with pytest.raises(ValueError, match="answer"):
+        permute_options({**question, "answer": 4}, rng)
 
 
 # --- sampler -----------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 checkpoint reloads through `AutoModel.from_pretrained(..., trust_remote_code=True)`."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -112,6 +113,23 @@ def test_patch_fractions_are_per_patch_label_histograms():
     torch.testing.assert_close(fractions[0, 3], torch.tensor([0.75, 0.0, 0.25]))
     with pytest.raises(ValueError, match="multiple of the patch size"):
         patch_fractions(np.zeros((1, 5, 4), dtype=np.uint8), 3, 2)
+
+
+def test_stage_three_redraws_option_order_per_read(micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, read_split
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    dataset = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0)
+    reads = [tokenizer.decode(dataset[0]["input_ids"]) for _ in range(6)]
+    assert len(set(reads)) > 1  # question and option order change between epochs
+    item = dataset[0]
+    answers = tokenizer.decode([label for label in item["labels"] if label != -100])
+    assert re.search(r"\w \([A-D]\)", answers)  # answers: the option's text, then its letter
+    again = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0)
+    assert [tokenizer.decode(again[0]["input_ids"]) for _ in range(6)] == reads  # deterministic from the seed
 
 
 def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):

@@ -8,8 +8,9 @@ as float16 `pixel_values`; every stage then reads the cache.
 - stage 2 (expert): clip captions, the expert's caption cross-entropy with EOS (density-aware supervision);
 - stage 3 (QA): multiple-choice and open questions, all questions of a video in one multi-turn conversation
   (LLaVA-style: the video is encoded once for all its questions, so a step costs ~5x fewer tokens per question),
-  in a random order; soft tokens from `caption_ids`, either the expert's own generated captions (what inference
-  sees) or the ground truth.
+  re-drawn for every example: question order, option order (so the letter cannot be memorised per question) and
+  open-ended or multiple choice; soft tokens from `caption_ids`, either the expert's own generated captions (what
+  inference sees) or the ground truth.
 """
 
 import json
@@ -22,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from synthvid import format_answer, format_question, open_question
+from synthvid import format_answer, format_question, open_question, permute_options
 
 IGNORE_INDEX = -100
 DESCRIBE_PROMPT = "Describe the video."
@@ -117,6 +118,14 @@ def question_turn(question: dict, open_ended: bool) -> tuple[str, str]:
     return f"{format_question(question)}\n{MC_SUFFIX}", format_answer(question)
 
 
+def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float) -> list[tuple[str, str]]:
+    """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
+    `open_fraction`, else as multiple choice with its options in a new random order (`permute_options`)."""
+    questions = list(questions)
+    rng.shuffle(questions)
+    return [question_turn(permute_options(q, rng), rng.random() < open_fraction) for q in questions]
+
+
 class StageDataset(Dataset):
     """Examples of one training stage. Each item: `video` (index into the pixel cache) plus stage fields.
 
@@ -129,7 +138,8 @@ class StageDataset(Dataset):
             fraction `1 - ground_truth_fraction` of the examples uses them instead of the ground truth.
         open_fraction: stage 3: share of questions asked open-ended (short answer) instead of multiple choice.
         questions_per_example: stage 3: questions of a video per conversation (0 = all of them in one).
-        seed: sampling seed.
+        seed: sampling seed. A stage-3 example is drawn anew each time it is read (`sample_qa_turns`: question and
+            option order, open or multiple choice; and the caption source), so epochs differ.
     """
 
     def __init__(self, records, stage: int, tokenizer, system_message: str, generated_captions=None,
@@ -144,35 +154,38 @@ class StageDataset(Dataset):
             [tokenizer(c, add_special_tokens=False)["input_ids"] for c in record["clip_captions"]] for record in records
         ]
         self.generated = generated_captions
-        rng = random.Random(seed)
+        self.ground_truth_fraction = ground_truth_fraction
+        self.open_fraction = open_fraction
+        self.rng = random.Random(seed)  # stage 3 draws each example's turns when it is read
         self.items = []
         for index, record in enumerate(records):
             if stage == 1:
-                self.items.append((index, *chat_example(tokenizer, system_message, f"<video>\n{DESCRIBE_PROMPT}",
-                                                        record["video_caption"]), False))
+                self.items.append((index, chat_example(tokenizer, system_message, f"<video>\n{DESCRIBE_PROMPT}",
+                                                       record["video_caption"])))
             elif stage == 2:
-                self.items.append((index, None, None, False))
+                self.items.append((index, None))
             else:
                 questions = list(record["questions"])
-                rng.shuffle(questions)
+                self.rng.shuffle(questions)
                 size = questions_per_example or len(questions)
-                for start in range(0, len(questions), size):
-                    turns = [question_turn(q, rng.random() < open_fraction) for q in questions[start : start + size]]
-                    turns[0] = (f"<video>\n{turns[0][0]}", turns[0][1])
-                    use_truth = generated_captions is None or rng.random() < ground_truth_fraction
-                    self.items.append((index, *chat_conversation(tokenizer, system_message, turns), use_truth))
+                self.items += [(index, questions[start : start + size]) for start in range(0, len(questions), size)]
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        video, input_ids, labels, use_truth = self.items[i]
+        video, content = self.items[i]
+        input_ids = labels = None
         if self.stage == 1:
-            captions = [[] for _ in self.clip_caption_ids[video]]  # pool tokens only
-        elif self.stage == 2 or use_truth:
+            (input_ids, labels), captions = content, [[] for _ in self.clip_caption_ids[video]]  # pool tokens only
+        elif self.stage == 2:
             captions = self.clip_caption_ids[video]
         else:
-            captions = self.generated[video]
+            turns = sample_qa_turns(content, self.rng, self.open_fraction)
+            turns[0] = (f"<video>\n{turns[0][0]}", turns[0][1])
+            input_ids, labels = chat_conversation(self.tokenizer, self.system_message, turns)
+            use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
+            captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
 
 

@@ -7,10 +7,12 @@ spec's `text_config` with random weights and trained on one multi-turn conversat
 stage-3 conversations of `train/data.py`, with the captions as text in place of the video):
 
     user: "Clip captions: {caption 1} | ... | {caption 4}\\n{question 1}\\nAnswer with the option's letter."
-    assistant: "(C) red circle"   ... then the video's other questions
+    assistant: "red circle (C)"   ... then the video's other questions
 
-Every `--eval-every` steps it scores the validation multiple-choice questions, one per conversation, by the
-log-likelihood of each option letter, and writes `OUTPUT/text_qa_probe.json` (atomically).
+The turns are drawn anew for every example (`train.data.sample_qa_turns`: question order, option order, open or
+multiple choice), as in stage 3. Every `--eval-every` steps it scores the validation multiple-choice questions,
+each asked alone, by the log-likelihood of each option's full answer (`format_answer`: "{option} ({letter})"),
+and writes `OUTPUT/text_qa_probe.json` (atomically).
 
     python -m train.text_qa_probe --data data/synthvid --tokenizer checkpoints/synthvid-v0 \\
         --spec tools/configs/synthvid.json --steps 500 --output runs/text_qa_probe
@@ -25,11 +27,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
-from synthvid import format_question
+from synthvid import format_answer, format_question
 from synthvid.dataset import write_text_atomic
-from synthvid.questions import LETTERS
 from tools.remote_code import import_remote
-from train.data import MC_SUFFIX, chat_conversation, pad_chat_batch, question_turn, read_split
+from train.data import MC_SUFFIX, chat_conversation, pad_chat_batch, read_split, sample_qa_turns
 
 CAPTIONS_PREFIX = "Clip captions: "
 DEFAULT_SYSTEM_MESSAGE = import_remote("configuration_langdc").DEFAULT_SYSTEM_MESSAGE
@@ -40,44 +41,40 @@ def captions_text(record: dict) -> str:
     return CAPTIONS_PREFIX + " | ".join(record["clip_captions"])
 
 
-def training_conversations(records, tokenizer, open_fraction: float, seed: int) -> list[tuple[list[int], list[int]]]:
-    """One conversation per video with all its questions (shuffled), captions as text in the first turn."""
-    rng = random.Random(seed)
-    conversations = []
-    for record in records:
-        questions = list(record["questions"])
-        rng.shuffle(questions)
-        turns = [question_turn(q, rng.random() < open_fraction) for q in questions]
-        turns[0] = (f"{captions_text(record)}\n{turns[0][0]}", turns[0][1])
-        conversations.append(chat_conversation(tokenizer, DEFAULT_SYSTEM_MESSAGE, turns))
-    return conversations
+def training_conversation(record: dict, tokenizer, rng: random.Random, open_fraction: float) -> tuple[list[int], list[int]]:
+    """`(ids, labels)` of one conversation over all questions of a video, captions as text in the first turn."""
+    turns = sample_qa_turns(record["questions"], rng, open_fraction)
+    turns[0] = (f"{captions_text(record)}\n{turns[0][0]}", turns[0][1])
+    return chat_conversation(tokenizer, DEFAULT_SYSTEM_MESSAGE, turns)
 
 
-def validation_prompts(records, tokenizer) -> list[tuple[list[int], int, str]]:
-    """`(prompt ids, answer index, task)` of every validation question asked alone, as at evaluation."""
+def validation_prompts(records, tokenizer) -> list[tuple[list[int], dict, str]]:
+    """`(prompt ids, question, task)` of every validation question asked alone, as at evaluation."""
     prompts = []
     for record in records:
         for question in record["questions"]:
             user = f"{captions_text(record)}\n{format_question(question)}\n{MC_SUFFIX}"
             messages = [{"role": "system", "content": DEFAULT_SYSTEM_MESSAGE}, {"role": "user", "content": user}]
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            prompts.append((tokenizer(text, add_special_tokens=False)["input_ids"], question["answer"], question["task"]))
+            prompts.append((tokenizer(text, add_special_tokens=False)["input_ids"], question, question["task"]))
     return prompts
 
 
 @torch.no_grad()
-def letter_accuracy(model, tokenizer, prompts) -> dict:
-    """Multiple-choice accuracy, overall and per task: the option letter whose `({letter}` continuation has the
+def answer_accuracy(model, tokenizer, prompts) -> dict:
+    """Multiple-choice accuracy, overall and per task: the option whose full answer (`format_answer`) has the
     highest log-likelihood after the prompt."""
     model.eval()
-    letter_ids = [tokenizer(f"({letter}", add_special_tokens=False)["input_ids"] for letter in LETTERS]
     correct = {}
-    for prompt, answer, task in prompts:
-        rows = [prompt + ids for ids in letter_ids]
+    for prompt, question, task in prompts:
+        answer = question["answer"]
+        answers = [tokenizer(format_answer({**question, "answer": i, "answer_text": option}),
+                             add_special_tokens=False)["input_ids"] for i, option in enumerate(question["options"])]
+        rows = [prompt + ids for ids in answers]
         batch = pad_chat_batch([(row, row) for row in rows], tokenizer.pad_token_id)
         log_probs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
         scores = []
-        for i, ids in enumerate(letter_ids):
+        for i, ids in enumerate(answers):
             positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(ids))
             scores.append(log_probs[i, positions, torch.tensor(ids)].sum().item())
         correct.setdefault(task, []).append(int(max(range(len(scores)), key=scores.__getitem__) == answer))
@@ -112,7 +109,7 @@ def main(argv=None) -> dict:
                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                                   **text_config)
     model = AutoModelForCausalLM.from_config(config).train()
-    train = training_conversations(read_split(args.data, "train"), tokenizer, args.open_fraction, args.seed)
+    train = read_split(args.data, "train")
     val = validation_prompts(read_split(args.data, "val")[: args.val_videos], tokenizer)
     if not val or len(train) < args.batch_size:
         raise ValueError(f"{args.data}: need validation questions and at least --batch-size {args.batch_size} "
@@ -121,10 +118,12 @@ def main(argv=None) -> dict:
     schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
     rng = random.Random(args.seed)
     report = {"args": {k: str(v) for k, v in vars(args).items()}, "parameters": model.num_parameters(),
-              "train_conversations": len(train), "threads": torch.get_num_threads(), "log": []}
+              "train_videos": len(train), "threads": torch.get_num_threads(), "log": []}
     started, tokens = time.perf_counter(), 0
     for step in range(1, args.steps + 1):
-        batch = pad_chat_batch(rng.sample(train, args.batch_size), tokenizer.pad_token_id)
+        conversations = [training_conversation(r, tokenizer, rng, args.open_fraction)
+                         for r in rng.sample(train, args.batch_size)]
+        batch = pad_chat_batch(conversations, tokenizer.pad_token_id)
         tokens += int(batch["attention_mask"].sum())
         loss = model(**batch).loss
         loss.backward()
@@ -134,7 +133,7 @@ def main(argv=None) -> dict:
         optimizer.zero_grad()
         if step % args.eval_every == 0 or step == args.steps:
             entry = {"step": step, "loss": loss.item(), "train_tokens": tokens,
-                     "wall_seconds": time.perf_counter() - started, **letter_accuracy(model, tokenizer, val)}
+                     "wall_seconds": time.perf_counter() - started, **answer_accuracy(model, tokenizer, val)}
             report["log"].append(entry)
             print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "wall_seconds")}), flush=True)
             write_text_atomic(args.output / "text_qa_probe.json", json.dumps(report, indent=2) + "\n")
