@@ -9,11 +9,19 @@ clip, then each question with the model's answer and the ground truth.
 """
 
 import json
+import re
 from pathlib import Path
 
 from common import base_parser, load
 
 SAMPLES = Path(__file__).resolve().parent / "samples.json"
+LETTER = re.compile(r"\(([A-D])\)")  # answers read "text (B)"; the letter decides
+
+
+def option_letter(answer: str) -> str | None:
+    """The first "(X)" option letter in an answer, or None."""
+    match = LETTER.search(answer)
+    return match.group(1) if match else None
 
 
 def main(argv=None) -> None:
@@ -37,7 +45,7 @@ def main(argv=None) -> None:
         for clip, (tokens, caption) in enumerate(zip(info.tokens_per_clip, info.captions)):
             print(f"  clip {clip}: {tokens:3d} soft tokens | expert: {caption!r}")
         for question, response in zip(sample["questions"], responses):
-            ok = response.split(")")[0] == question["answer"].split(")")[0]
+            ok = option_letter(response) == option_letter(question["answer"])
             correct, total = correct + ok, total + 1
             print(f"  [{question['task']}] {question['prompt'].splitlines()[0]}")
             print(f"    A: {response}   (truth: {question['answer']}) {'correct' if ok else 'WRONG'}")

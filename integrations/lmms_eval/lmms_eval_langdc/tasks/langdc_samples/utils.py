@@ -1,6 +1,6 @@
 """MVBench-format docs from the repo's sample videos (`examples/samples.json`), scored by lmms-eval's MVBench code.
 
-Each sample question `"<question>\\n(A) ...\\n(B) ...\\nAnswer with ..."` with answer `"(B) text"` becomes an MVBench
+Each sample question `"<question>\\n(A) ...\\n(B) ...\\nAnswer with ..."` with answer `"text (B)"` (`synthvid.format_answer`) becomes an MVBench
 doc `{video, question, candidates, answer}` (answer = the candidate's text, as in MVBench). Paths are relative to
 the directory lmms-eval runs in (the repository root).
 """
@@ -17,17 +17,18 @@ from lmms_eval.tasks.mvbench.utils import (  # noqa: F401
 
 SAMPLES_DIR = Path("examples")
 OPTION = re.compile(r"^\(([A-Z])\) (.*)$")
+ANSWER = re.compile(r"^(.*) \(([A-Z])\)$")
 
 
 def _mvbench_doc(video: str, task: str, prompt: str, answer: str) -> dict:
     lines = prompt.splitlines()
     options = [OPTION.match(line) for line in lines]
     candidates = [m.group(2) for m in options if m]
-    answer_match = OPTION.match(answer)
-    if not candidates or answer_match is None or answer_match.group(2) not in candidates:
+    answer_match = ANSWER.match(answer)
+    if not candidates or answer_match is None or answer_match.group(1) not in candidates:
         raise ValueError(f"{video}: cannot read the options of {prompt!r} / answer {answer!r}.")
     return {"video": video, "task": task, "question": lines[0], "candidates": candidates,
-            "answer": answer_match.group(2)}
+            "answer": answer_match.group(1)}
 
 
 def samples_to_mvbench_docs(dataset):
