@@ -1,11 +1,13 @@
 """Compare training-free token compressors (compression_langdc.py) honestly: accuracy against visual tokens, FLOPs,
 time to first token and decode speed, on the synthvid test split.
 
-    python -m benchmarks.compressors --model runs/baseline --data data/synthvid --output runs/bench [--limit 50]
+    python -m benchmarks.compressors --model checkpoints/synthvid-baseline --compare checkpoints/synthvid-v2 \
+        --data data/synthvid --output runs/bench [--limit 50]
     python -m benchmarks.compressors --real-shapes --frames 16 32 64 --output runs/bench_real      # CUDA only
     python -m benchmarks.compressors --expert-decode-latency --output runs/bench_expert               # CUDA only
 
-For every method and budget (default 10/25/50/100 %) it reports: multiple-choice accuracy; realised visual tokens
+For every method and budget (default 10/25/50/100 %) on `--model` (the plug-ins' host, normally the no-expert
+baseline), and uncompressed on each `--compare` checkpoint (e.g. LangDC itself), it reports: multiple-choice accuracy; realised visual tokens
 into the LLM (and the pool tokens before compression); exact and FastV-convention LLM prefill FLOPs
 (flops_langdc.py, summed over per-layer lengths for inner methods); expert FLOPs (prefill + caption decode); time
 to first token split into vision / compressor (expert captioning + training-free compressor) / LLM prefill; decode
@@ -268,6 +270,16 @@ def run_expert_decode_latency(frames: int, steps: int, warmup: int) -> list[dict
 # ----------------------------------------------------------------------------------------------------------------
 # outputs
 # ----------------------------------------------------------------------------------------------------------------
+def load_checkpoint(path: Path):
+    """`(model, processor)` of a checkpoint folder through the Hub API, on CUDA when there is one."""
+    from transformers import AutoModel, AutoProcessor
+
+    model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model, AutoProcessor.from_pretrained(path, trust_remote_code=True)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,11 +320,11 @@ def plot_accuracy(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r["method"] for r in rows):
+    for model, method in dict.fromkeys((r.get("model"), r["method"]) for r in rows):
         points = sorted((r["visual_tokens"], r["accuracy"]) for r in rows
-                        if r["method"] == method and r.get("accuracy") is not None)
+                        if (r.get("model"), r["method"]) == (model, method) and r.get("accuracy") is not None)
         if points:
-            axis.plot(*zip(*points), marker="o", label=method)
+            axis.plot(*zip(*points), marker="o", label=f"{model}: {method}" if model else method)
     axis.set_xlabel("visual tokens into the LLM (mean per question)")
     axis.set_ylabel("multiple-choice accuracy")
     axis.legend(fontsize=7)
@@ -338,7 +350,9 @@ def write_outputs(output: Path, results: list[dict], meta: dict, plot: bool) -> 
 def main(argv=None) -> list[Path]:
     compressors = sorted(import_remote("compression_langdc").COMPRESSORS)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="checkpoint folder (synthvid mode)")
+    parser.add_argument("--model", type=Path, help="checkpoint folder the methods run on (synthvid mode)")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[],
+                        help="synthvid mode: more checkpoints, evaluated uncompressed only (e.g. LangDC)")
     parser.add_argument("--data", type=Path, default=Path("data/synthvid"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N videos only")
@@ -376,15 +390,14 @@ def main(argv=None) -> list[Path]:
     else:
         if args.model is None:
             parser.error("--model is required (or use --real-shapes / --expert-decode-latency)")
-        from transformers import AutoModel, AutoProcessor
-
-        model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
-        if torch.cuda.is_available():
-            model = model.to("cuda")
-        processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
-        device = model.device
-        results = run_synthvid(model, processor.tokenizer, processor, args.data, args.split, args.methods,
-                               args.budgets, args.limit, args.max_new_tokens, args.decode_tokens, args.warmup)
+        results = []
+        for path, methods in [(args.model, args.methods), *((p, [NO_COMPRESSOR]) for p in args.compare)]:
+            model, processor = load_checkpoint(path)
+            device = model.device
+            rows = run_synthvid(model, processor.tokenizer, processor, args.data, args.split, methods, args.budgets,
+                                args.limit, args.max_new_tokens, args.decode_tokens, args.warmup)
+            results += [{"model": path.resolve().name, **row} for row in rows]
+            del model
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     meta = {"command": command, "device": name, "torch": torch.__version__,
             "peak_memory_kind": peak_memory_bytes(device)[1], "budgets": args.budgets}

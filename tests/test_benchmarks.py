@@ -27,17 +27,32 @@ def baseline_dir(make_model, tokenizer, tmp_path_factory):
     return path
 
 
-def test_harness_writes_json_markdown_and_plot(baseline_dir, micro_data, tmp_path):
+@pytest.fixture(scope="module")
+def langdc_dir(make_model, tokenizer, tmp_path_factory):
+    """A tiny dual LangDC checkpoint (expert + pool branch), compared uncompressed."""
+    from tools.build_checkpoint import build_processor, save_checkpoint
+
+    model = make_model()
+    path = tmp_path_factory.mktemp("langdc")
+    save_checkpoint(model, tokenizer, build_processor(model.config, tokenizer), path)
+    return path
+
+
+def test_harness_writes_json_markdown_and_plot(baseline_dir, langdc_dir, micro_data, tmp_path):
     from benchmarks.compressors import main
 
     output = tmp_path / "bench"
-    paths = main(["--model", str(baseline_dir), "--data", str(micro_data), "--limit", "1", "--methods", "none",
+    paths = main(["--model", str(baseline_dir), "--compare", str(langdc_dir), "--data", str(micro_data),
+                  "--limit", "1", "--methods", "none",
                   "divprune", "fastv", "dycoke", "--budgets", "0.1", "1.0", "--decode-tokens", "3", "--warmup", "0",
                   "--max-new-tokens", "2", "--output", str(output), "--compressor-options", '{"fastv": {"layer": 1}}'])
     assert sorted(p.name for p in paths) == ["accuracy_vs_tokens.png", "results.json", "results.md"]
     assert (output / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((output / "results.json").read_text())
-    rows = {(r["method"], r["budget"]): r for r in report["results"]}
+    langdc = [r for r in report["results"] if r["model"] == langdc_dir.name]
+    assert [(r["method"], r["budget"]) for r in langdc] == [("none", 1.0)]  # compared models run uncompressed only
+    assert langdc[0]["expert_tflops"] > 0 and langdc[0]["questions"] > 0
+    rows = {(r["method"], r["budget"]): r for r in report["results"] if r["model"] == baseline_dir.name}
     assert set(rows) == {("none", 1.0), ("divprune", 0.1), ("divprune", 1.0), ("fastv", 0.1), ("fastv", 1.0),
                          ("dycoke", 0.1), ("dycoke", 1.0)}
     full, pruned = rows[("none", 1.0)], rows[("divprune", 0.1)]
@@ -55,7 +70,8 @@ def test_harness_writes_json_markdown_and_plot(baseline_dir, micro_data, tmp_pat
         assert row["ttft_ms"] >= row["llm_prefill_ms"] > 0 and row["decode_tokens_per_s"] > 0
         assert row["peak_memory_kind"] == "cpu_peak_rss_of_process"
     table = (output / "results.md").read_text()
-    assert "| divprune | 0.10 |" in table and "unsupported" in table
+    assert f"| {baseline_dir.name} | divprune | 0.10 |" in table and f"| {langdc_dir.name} | none |" in table
+    assert "unsupported" in table
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
