@@ -33,6 +33,17 @@ def parse_letter(response: str) -> int | None:
     return LETTERS.index(match.group(1)) if match else None
 
 
+def named_option(response: str, options: list[str]) -> int | None:
+    """Index of the option whose text the response names, ignoring any "(X)" letter ("red circle (B)" -> the
+    option "red circle"); None if the remaining text is no option.
+
+    A diagnostic beside the letter accuracy (the MVBench rule, which stays the reported accuracy): it separates
+    reading the answer out of the video from copying the matching option's letter.
+    """
+    text = ANSWER_PATTERN.sub("", response).strip().rstrip(".")
+    return options.index(text) if text in options else None
+
+
 def samples(records, max_videos: int | None):
     for record in records[:max_videos]:
         for question in record["questions"]:
@@ -63,11 +74,11 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             data_flag=3, return_info=True,
         )
         for (record, question), response, info in zip(batch, responses, infos):
-            predicted = parse_letter(response)
+            predicted, named = parse_letter(response), named_option(response, question["options"])
             questions.append({
                 "video": record["id"], "task": question["task"], "unseen": bool(record.get("unseen")),
                 "answer": question["answer"], "predicted": predicted, "correct": predicted == question["answer"],
-                "response": response,
+                "named": named, "named_correct": named == question["answer"], "response": response,
             })
             videos[record["id"]] = {
                 "tokens_per_clip": info.tokens_per_clip, "events_per_clip": record["clip_event_counts"],
@@ -78,9 +89,9 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
     return {"questions": questions, "videos": videos}
 
 
-def accuracy(rows) -> dict:
+def accuracy(rows, key: str = "correct") -> dict:
     rows = list(rows)
-    return {"accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
+    return {"accuracy": sum(r[key] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
 
 
 def summarize(results: dict) -> dict:
@@ -105,6 +116,13 @@ def summarize(results: dict) -> dict:
         "per_task": {task: accuracy(rows) for task, rows in sorted(per_task.items())},
         "per_task_unseen": {task: accuracy(r for r in rows if r["unseen"]) for task, rows in sorted(per_task.items())},
         "unparsed_responses": sum(r["predicted"] is None for r in questions),
+        "named_option": {  # the option whose text the answer names (`named_option`), a diagnostic
+            "overall": accuracy(questions, "named_correct"),
+            "unseen": accuracy((r for r in questions if r["unseen"]), "named_correct"),
+            "per_task": {task: accuracy(rows, "named_correct") for task, rows in sorted(per_task.items())},
+            "letter_agrees": accuracy(  # among answers naming an option: the letter is that option's
+                ({"agrees": r["predicted"] == r["named"]} for r in questions if r["named"] is not None), "agrees"),
+        },
         "videos": len(videos),
         "mean_soft_tokens_per_clip": sum(tokens) / len(tokens),
         "mean_soft_tokens_per_video": sum(tokens) / len(videos),
@@ -197,6 +215,9 @@ def main(argv=None) -> None:
                                               "mean_soft_tokens_per_clip", "visual_token_ratio",
                                               "exact_clip_captions")}, indent=2, default=float))
     print("per task:", {t: round(v["accuracy"], 3) for t, v in summary["per_task"].items()})
+    named = summary["named_option"]
+    print(f"named option: {named['overall']['accuracy']:.3f} (unseen {named['unseen']['accuracy'] or 0:.3f}); "
+          f"letter agrees with the named option: {named['letter_agrees']['accuracy'] or 0:.3f}")
     print("wrote", ", ".join(str(p) for p in [args.output / f"{args.split}_summary.json", *plots]))
 
 

@@ -115,6 +115,35 @@ def test_patch_fractions_are_per_patch_label_histograms():
         patch_fractions(np.zeros((1, 5, 4), dtype=np.uint8), 3, 2)
 
 
+def test_parse_letter_and_named_option():
+    from eval.evaluate import named_option, parse_letter
+
+    options = ["up", "left", "down", "right"]
+    assert (parse_letter("left (B)"), parse_letter("(C) down"), parse_letter("B) left"), parse_letter("left")) == \
+        (1, 2, 1, None)
+    assert named_option("left (B)", options) == 1
+    assert named_option("left (C)", options) == 1  # the text decides, whatever the letter says
+    assert named_option("(D) right.", options) == 3
+    assert named_option("sideways (B)", options) is None
+
+
+def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path):
+    from eval.evaluate import main as evaluate
+
+    evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(tmp_path),
+              "--dtype", "float32", "--batch-size", "4"])
+    summary = json.loads((tmp_path / "test_summary.json").read_text())
+    questions = json.loads((tmp_path / "test_details.json").read_text())["questions"]
+    assert len(questions) == summary["overall"]["questions"] > 0
+    assert summary["unseen"]["questions"] == sum(q["unseen"] for q in questions) > 0
+    assert summary["overall"]["accuracy"] == sum(q["correct"] for q in questions) / len(questions)
+    named = summary["named_option"]["overall"]["accuracy"]
+    assert named == sum(q["named_correct"] for q in questions) / len(questions)
+    assert summary["videos"] == 3 and 0 < summary["visual_token_ratio"] < 1
+    for name in ("tokens_vs_events.png", "accuracy_per_task.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_stage_three_redraws_option_order_per_read(micro_data):
     from transformers import AutoTokenizer
 
