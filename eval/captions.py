@@ -1,6 +1,6 @@
 """The expert alone (no LLM): how well a checkpoint captions the clips of a synthvid split.
 
-    python -m eval.captions --model checkpoints/synthvid-v0 --data data/synthvid --split val --max-videos 64
+    python -m eval.captions --model . --data data/synthvid --split val --max-videos 64
 
 A fast diagnostic of training stage 2: share of clip captions identical to the ground truth, sentence-level
 precision and recall (the object list counts as one sentence), and the Spearman correlation between a clip's

@@ -1,5 +1,6 @@
-"""The trained checkpoint (checkpoints/synthvid-v0) on the sample videos of examples/: its expert spends fewer
-soft tokens on the empty scene than on the busy one. (Its answers are at chance level: README "Results".)"""
+"""The shipped (repo-root) checkpoint, trained on synthvid, on the sample videos of examples/: its expert spends
+fewer soft tokens on the empty scene than on the busy one and captions the empty scene exactly. (Its answers miss
+the accuracy target: README "Results".)"""
 
 import json
 
@@ -10,13 +11,13 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 from tools.remote_code import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "examples" / "samples.json"
-TRAINED = REPO_ROOT / "checkpoints" / "synthvid-v0"
+TRAINED = REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def trained():
     if not (TRAINED / "model.safetensors").is_file():
-        pytest.skip("checkpoints/synthvid-v0 is not in this checkout")
+        pytest.skip("the root checkpoint is not in this checkout")
     model = AutoModel.from_pretrained(TRAINED, dtype=torch.float32, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(TRAINED, trust_remote_code=True)
     return model, tokenizer, AutoProcessor.from_pretrained(TRAINED, trust_remote_code=True)
@@ -39,3 +40,8 @@ def test_empty_scene_gets_fewer_tokens_than_busy(answers):
     empty = sum(answers["empty"][2][0].tokens_per_clip)
     busy = sum(answers["busy"][2][0].tokens_per_clip)
     assert empty < busy
+
+
+def test_empty_scene_is_captioned_exactly(answers):
+    sample, _, infos = answers["empty"]
+    assert infos[0].captions == sample["clip_captions"] == ["an empty scene."] * 4

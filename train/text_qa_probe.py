@@ -14,7 +14,7 @@ multiple choice), as in stage 3. Every `--eval-every` steps it scores the valida
 each asked alone, by the log-likelihood of each option's full answer (`format_answer`: "{option} ({letter})"),
 and writes `OUTPUT/text_qa_probe.json` (atomically).
 
-    python -m train.text_qa_probe --data data/synthvid --tokenizer checkpoints/synthvid-v0 \\
+    python -m train.text_qa_probe --data data/synthvid --tokenizer . \\
         --spec tools/configs/synthvid.json --steps 500 --output runs/text_qa_probe
 """
 
