@@ -6,7 +6,7 @@
 
 from common import base_parser, default_video, load, print_report
 
-DEFAULT_QUESTION = "Describe the video."  # the stage-1 prompt of the trained root checkpoint
+DEFAULT_QUESTION = "Describe what happens in the video."
 
 
 def main(argv=None) -> None:
