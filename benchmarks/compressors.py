@@ -1,7 +1,7 @@
 """Compare training-free token compressors (compression_langdc.py) honestly: accuracy against visual tokens, FLOPs,
 time to first token and decode speed, on the synthvid test split.
 
-    python -m benchmarks.compressors --model checkpoints/synthvid-baseline --compare checkpoints/synthvid-v2 \
+    python -m benchmarks.compressors --model checkpoints/synthvid-baseline --compare . \
         --data data/synthvid --output runs/bench [--limit 50]
     python -m benchmarks.compressors --real-shapes --frames 16 32 64 --output runs/bench_real      # CUDA only
     python -m benchmarks.compressors --expert-decode-latency --output runs/bench_expert               # CUDA only
@@ -396,7 +396,7 @@ def main(argv=None) -> list[Path]:
             device = model.device
             rows = run_synthvid(model, processor.tokenizer, processor, args.data, args.split, methods, args.budgets,
                                 args.limit, args.max_new_tokens, args.decode_tokens, args.warmup)
-            results += [{"model": path.resolve().name, **row} for row in rows]
+            results += [{"model": str(path), **row} for row in rows]
             del model
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     meta = {"command": command, "device": name, "torch": torch.__version__,

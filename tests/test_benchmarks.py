@@ -49,10 +49,10 @@ def test_harness_writes_json_markdown_and_plot(baseline_dir, langdc_dir, micro_d
     assert sorted(p.name for p in paths) == ["accuracy_vs_tokens.png", "results.json", "results.md"]
     assert (output / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((output / "results.json").read_text())
-    langdc = [r for r in report["results"] if r["model"] == langdc_dir.name]
+    langdc = [r for r in report["results"] if r["model"] == str(langdc_dir)]
     assert [(r["method"], r["budget"]) for r in langdc] == [("none", 1.0)]  # compared models run uncompressed only
     assert langdc[0]["expert_tflops"] > 0 and langdc[0]["questions"] > 0
-    rows = {(r["method"], r["budget"]): r for r in report["results"] if r["model"] == baseline_dir.name}
+    rows = {(r["method"], r["budget"]): r for r in report["results"] if r["model"] == str(baseline_dir)}
     assert set(rows) == {("none", 1.0), ("divprune", 0.1), ("divprune", 1.0), ("fastv", 0.1), ("fastv", 1.0),
                          ("dycoke", 0.1), ("dycoke", 1.0)}
     full, pruned = rows[("none", 1.0)], rows[("divprune", 0.1)]
@@ -70,7 +70,7 @@ def test_harness_writes_json_markdown_and_plot(baseline_dir, langdc_dir, micro_d
         assert row["ttft_ms"] >= row["llm_prefill_ms"] > 0 and row["decode_tokens_per_s"] > 0
         assert row["peak_memory_kind"] == "cpu_peak_rss_of_process"
     table = (output / "results.md").read_text()
-    assert f"| {baseline_dir.name} | divprune | 0.10 |" in table and f"| {langdc_dir.name} | none |" in table
+    assert f"| {baseline_dir} | divprune | 0.10 |" in table and f"| {langdc_dir} | none |" in table
     assert "unsupported" in table
 
 
