@@ -170,7 +170,7 @@ def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):
     written = json.loads((tmp_path / "text_qa_probe.json").read_text())
     assert [entry["step"] for entry in written["log"]] == [2, 4] == [entry["step"] for entry in report["log"]]
     last = written["log"][-1]
-    assert last["questions"] > 0 and 0.0 <= last["accuracy"] <= 1.0
+    assert last["questions"] > 0 and 0.0 <= last["accuracy"] <= 1.0 and 0.0 <= last["letter_given_text"] <= 1.0
     from synthvid import TASKS
 
     assert set(last["per_task"]) <= set(TASKS)

@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_co
 
 from synthvid import format_answer, format_question
 from synthvid.dataset import write_text_atomic
+from synthvid.questions import LETTERS
 from tools.remote_code import import_remote
 from train.data import MC_SUFFIX, chat_conversation, pad_chat_batch, read_split, sample_qa_turns
 
@@ -63,9 +64,12 @@ def validation_prompts(records, tokenizer) -> list[tuple[list[int], dict, str]]:
 @torch.no_grad()
 def answer_accuracy(model, tokenizer, prompts) -> dict:
     """Multiple-choice accuracy, overall and per task: the option whose full answer (`format_answer`) has the
-    highest log-likelihood after the prompt."""
+    highest log-likelihood after the prompt; and `letter_given_text`: with the right answer's text written, how
+    often the most likely of the four letters is its letter (the lookup step, which the full-answer score hides
+    behind the text's likelihood)."""
     model.eval()
-    correct = {}
+    letter_ids = [tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS]
+    correct, letter_hits = {}, []
     for prompt, question, task in prompts:
         answer = question["answer"]
         answers = [tokenizer(format_answer({**question, "answer": i, "answer_text": option}),
@@ -78,9 +82,15 @@ def answer_accuracy(model, tokenizer, prompts) -> dict:
             positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(ids))
             scores.append(log_probs[i, positions, torch.tensor(ids)].sum().item())
         correct.setdefault(task, []).append(int(max(range(len(scores)), key=scores.__getitem__) == answer))
+        letter_position = len(prompt) + len(answers[answer]) - 2  # "... (" + letter + ")"
+        if answers[answer][-2] != letter_ids[answer]:
+            raise ValueError(f"The tokenizer does not keep the option letter as one token in {question['options']}.")
+        letter_scores = log_probs[answer, letter_position - 1, letter_ids]
+        letter_hits.append(int(letter_scores.argmax().item() == answer))
     model.train()
     total = [c for values in correct.values() for c in values]
     return {"accuracy": sum(total) / len(total), "questions": len(total),
+            "letter_given_text": sum(letter_hits) / len(letter_hits),
             "per_task": {task: sum(v) / len(v) for task, v in sorted(correct.items())}}
 
 
@@ -135,7 +145,8 @@ def main(argv=None) -> dict:
             entry = {"step": step, "loss": loss.item(), "train_tokens": tokens,
                      "wall_seconds": time.perf_counter() - started, **answer_accuracy(model, tokenizer, val)}
             report["log"].append(entry)
-            print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "wall_seconds")}), flush=True)
+            print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "letter_given_text", "wall_seconds")}),
+                  flush=True)
             write_text_atomic(args.output / "text_qa_probe.json", json.dumps(report, indent=2) + "\n")
     return report
 
