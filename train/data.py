@@ -118,12 +118,16 @@ def question_turn(question: dict, open_ended: bool) -> tuple[str, str]:
     return f"{format_question(question)}\n{MC_SUFFIX}", format_answer(question)
 
 
-def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float) -> list[tuple[str, str]]:
+def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float,
+                    first_prefix: str = "") -> list[tuple[str, str]]:
     """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
-    `open_fraction`, else as multiple choice with its options in a new random order (`permute_options`)."""
+    `open_fraction`, else as multiple choice with its options in a new random order (`permute_options`).
+    `first_prefix` (the media placeholder, or captions as text) opens the first user turn."""
     questions = list(questions)
     rng.shuffle(questions)
-    return [question_turn(permute_options(q, rng), rng.random() < open_fraction) for q in questions]
+    turns = [question_turn(permute_options(q, rng), rng.random() < open_fraction) for q in questions]
+    turns[0] = (first_prefix + turns[0][0], turns[0][1])
+    return turns
 
 
 class StageDataset(Dataset):
@@ -181,8 +185,7 @@ class StageDataset(Dataset):
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
         else:
-            turns = sample_qa_turns(content, self.rng, self.open_fraction)
-            turns[0] = (f"<video>\n{turns[0][0]}", turns[0][1])
+            turns = sample_qa_turns(content, self.rng, self.open_fraction, first_prefix="<video>\n")
             input_ids, labels = chat_conversation(self.tokenizer, self.system_message, turns)
             use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
             captions = self.clip_caption_ids[video] if use_truth else self.generated[video]

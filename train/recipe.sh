@@ -2,8 +2,8 @@
 # The training recipe of README "Training" (run v2, 2-core CPU). Run from the repo root.
 #   bash train/recipe.sh                   # LangDC: stages 0-3
 #   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, 1 and 3 with the same steps
-# OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. Once a run meets
-# the targets of README "Results", export it to the repo root instead: python -m tools.export_checkpoint RUNS/stage3 .
+# OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. The shipped root
+# checkpoint is run v2 exported there instead: python -m tools.export_checkpoint runs/v2/stage3 .
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
 MODEL=${MODEL:-langdc}

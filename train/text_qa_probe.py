@@ -44,8 +44,7 @@ def captions_text(record: dict) -> str:
 
 def training_conversation(record: dict, tokenizer, rng: random.Random, open_fraction: float) -> tuple[list[int], list[int]]:
     """`(ids, labels)` of one conversation over all questions of a video, captions as text in the first turn."""
-    turns = sample_qa_turns(record["questions"], rng, open_fraction)
-    turns[0] = (f"{captions_text(record)}\n{turns[0][0]}", turns[0][1])
+    turns = sample_qa_turns(record["questions"], rng, open_fraction, first_prefix=f"{captions_text(record)}\n")
     return chat_conversation(tokenizer, DEFAULT_SYSTEM_MESSAGE, turns)
 
 
