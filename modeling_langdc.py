@@ -1118,6 +1118,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         compressor: str | None = None,
         budget: float | None = None,
         compressor_options: dict | None = None,
+        caption_ids: list[list[int]] | None = None,
         **generate_kwargs,
     ):
         """Caption the clips, splice and generate with the LLM (InternVL-style entry point).
@@ -1135,6 +1136,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 "holitom", "fastv"), the fraction of those tokens it keeps (in (0, 1]; 1.0 reproduces the
                 uncompressed model) and method options (e.g. `{"layer": 2}` for FastV). Inner-LLM methods (FastV,
                 DyCoke KV pruning, HoliTom inner merge) need a batch of one sample.
+            caption_ids: given captions instead of the expert's own, one list of expert token ids per clip of the
+                batch (EOS excluded), as in [`forward`]: the oracle-expert ablation (ground-truth captions).
             generate_kwargs: further `GenerationConfig` fields or `language_model.generate` arguments;
                 `use_cache` (from here or `generation_config`) applies to the expert and the LLM alike.
 
@@ -1155,8 +1158,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if compressor is not None:
             method = get_compressor(compressor, budget, **(compressor_options or {}))
         inputs_embeds, mask, _, media, rows, visual_counts, pool_mask = self._prepare_multimodal(
-            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, use_cache=llm_config.use_cache,
-            video_pixel_values=video_pixel_values, compressor=method,
+            input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids=caption_ids,
+            use_cache=llm_config.use_cache, video_pixel_values=video_pixel_values, compressor=method,
         )
         hooks = method.llm_hooks(self.language_model, pool_mask) if method is not None else contextlib.nullcontext()
         timer = _PrefillTimer(inputs_embeds.device)
@@ -1252,6 +1255,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         compressor: str | None = None,
         budget: float | None = None,
         compressor_options: dict | None = None,
+        caption_ids: list[list[int]] | None = None,
         **kwargs,
     ):
         """Answer one question about an image, several images or a video (PVC/InternVL `chat`).
@@ -1272,6 +1276,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             video_pixel_values: two-encoder models only: the same frames/tiles at the video encoder's size, as
                 returned by the processor's `load_video` / `load_image` beside `pixel_values`.
             compressor / budget / compressor_options: a training-free token compressor, see [`generate`].
+            caption_ids: captions to use instead of the expert's (one expert id list per clip), see [`generate`].
 
         Returns:
             `response`, plus `history` if `return_history`, plus `info` if `return_info`, in that order.
@@ -1291,7 +1296,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             [video_metadata],
             verbose,
             video_pixel_values,
-            dict(compressor=compressor, budget=budget, compressor_options=compressor_options),
+            dict(compressor=compressor, budget=budget, compressor_options=compressor_options, caption_ids=caption_ids),
         )
         outputs = (responses[0],)
         if return_history:
@@ -1317,6 +1322,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         compressor: str | None = None,
         budget: float | None = None,
         compressor_options: dict | None = None,
+        caption_ids: list[list[int]] | None = None,
         **kwargs,
     ):
         """Answer several questions in one batched pass: one vision call, one expert `generate`, one LLM `generate`.
@@ -1326,7 +1332,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         `data_flag` is one flag or one per sample; `history` is None or one history per sample. Returns the list
         of responses, plus the histories and/or the list of [`LangDCInfo`] as in [`chat`]. Two-encoder models also
         take `video_pixel_values`, the same tiles/frames at the video encoder's size. `compressor`, `budget` and
-        `compressor_options` choose a training-free token compressor, see [`generate`].
+        `compressor_options` choose a training-free token compressor, and `caption_ids` replace the expert's
+        captions (one id list per clip of the batch), see [`generate`].
         """
         if num_patches_list is None and "image_counts" in kwargs:
             num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias
@@ -1344,7 +1351,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             video_metadata or [None] * len(questions),
             verbose,
             video_pixel_values,
-            dict(compressor=compressor, budget=budget, compressor_options=compressor_options),
+            dict(compressor=compressor, budget=budget, compressor_options=compressor_options, caption_ids=caption_ids),
         )
         outputs = (responses,)
         if return_history:
@@ -1355,7 +1362,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _chat_batch(
         self, tokenizer, pixel_values, questions, generation_config, num_patches_list, data_flag, histories,
-        video_metadata, verbose, video_pixel_values=None, compression=None,
+        video_metadata, verbose, video_pixel_values=None, media_options=None,
     ):
         batch = len(questions)
         if len(histories) != batch or len(video_metadata) != batch:
@@ -1391,7 +1398,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             generation_config=gen_config,
             return_info=True,
             video_pixel_values=video_pixel_values,
-            **(compression or {}),
+            **(media_options or {}),
         )
         responses = [r.strip() for r in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
         caption_tokenizer = self.get_expert_tokenizer(tokenizer)

@@ -3,19 +3,20 @@
     python -m eval.captions --model . --data data/synthvid --split val --max-videos 64
 
 A fast diagnostic of training stage 2: share of clip captions identical to the ground truth, sentence-level
-precision and recall (the object list counts as one sentence), and the Spearman correlation between a clip's
+precision and recall, overall and per sentence kind (the object list counts as one sentence; `sentence_scores`), and the Spearman correlation between a clip's
 ground-truth event count and its caption length in tokens (the soft-token budget). Prints and returns JSON.
 """
 
 import argparse
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 from scipy.stats import spearmanr
 from transformers import AutoModel, AutoProcessor
 
-from synthvid.captions import split_sentences
+from synthvid.captions import sentence_kind, split_sentences
 from train.data import read_split
 
 CAPTION_BATCH_VIDEOS = 16
@@ -33,19 +34,40 @@ def caption_quality(model, processor, data_dir, split: str, max_videos: int | No
     predicted = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in predicted_ids]
     truth = [c for r in records for c in r["clip_captions"]]
     events = [e for r in records for e in r["clip_event_counts"]]
-    hits = stated = expected = 0
-    for guess, answer in zip(predicted, truth):
-        guess_set, answer_set = set(split_sentences(guess)), set(split_sentences(answer))
-        hits, stated, expected = hits + len(guess_set & answer_set), stated + len(guess_set), expected + len(answer_set)
+    scores = sentence_scores(predicted, truth)
     rho = spearmanr(events, [len(ids) for ids in predicted_ids]).statistic
     return {
         "videos": len(records),
         "clips": len(truth),
         "exact_clip_captions": sum(g == t for g, t in zip(predicted, truth)) / len(truth),
-        "sentence_precision": hits / max(stated, 1),
-        "sentence_recall": hits / max(expected, 1),
+        "sentence_precision": scores["all"]["precision"] or 0.0,  # 0 when the expert wrote no sentence
+        "sentence_recall": scores["all"]["recall"] or 0.0,
+        "sentence_scores": scores,
         "spearman_events_vs_tokens": float(rho),
     }
+
+
+def sentence_scores(predicted: list[str], truth: list[str]) -> dict:
+    """Sentence-level scores of clip captions against the ground truth (pairs in order), overall ("all") and per
+    sentence kind (`synthvid.captions.sentence_kind`: "objects", "empty", "move", "grow", ...): `precision`, the
+    share of generated sentences the true caption of the clip contains word for word; `recall`, the share of
+    true sentences the generated caption contains (None without sentences to count); and the sentence counts. Shows which facts the expert reads
+    off the pixels, where the exact-caption rate only says that some sentence is wrong."""
+    counts = defaultdict(lambda: {"hits": 0, "generated": 0, "truth": 0})
+    counts["all"]  # always reported, even without sentences
+    for guess, answer in zip(predicted, truth):
+        guess_set, answer_set = set(split_sentences(guess)), set(split_sentences(answer))
+        for sentence in guess_set:
+            for kind in ("all", sentence_kind(sentence)):
+                counts[kind]["generated"] += 1
+                counts[kind]["hits"] += sentence in answer_set
+        for sentence in answer_set:
+            for kind in ("all", sentence_kind(sentence)):
+                counts[kind]["truth"] += 1
+    return {kind: {"precision": c["hits"] / c["generated"] if c["generated"] else None,
+                   "recall": c["hits"] / c["truth"] if c["truth"] else None,
+                   "generated_sentences": c["generated"], "truth_sentences": c["truth"]}
+            for kind, c in sorted(counts.items())}
 
 
 def main(argv=None) -> None:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from synthvid import format_question
+from eval.captions import sentence_scores
 from train.data import MC_SUFFIX, read_split
 
 LETTERS = "ABCD"
@@ -51,8 +52,12 @@ def samples(records, max_videos: int | None):
 
 
 def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
-             max_new_tokens: int = 12) -> dict:
-    """Run every multiple-choice question of `split` and collect per-question and per-video results."""
+             max_new_tokens: int = 12, ground_truth_captions: bool = False) -> dict:
+    """Run every multiple-choice question of `split` and collect per-question and per-video results.
+
+    `ground_truth_captions`: the LLM reads the ground-truth clip captions instead of the expert's (the
+    oracle-expert ablation: what the LLM side achieves with perfect captions).
+    """
     records = read_split(data_dir, split)
     pixel_cache = {}
     questions, videos = [], {}
@@ -69,9 +74,14 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             pixels.append(values)
             patches.append(num_patches)
         prompts = [f"<video>\n{format_question(q)}\n{MC_SUFFIX}" for _, q in batch]
+        captions = None
+        if ground_truth_captions:
+            caption_tokenizer = model.get_expert_tokenizer(tokenizer)
+            captions = [caption_tokenizer(c, add_special_tokens=False)["input_ids"]
+                        for record, _ in batch for c in record["clip_captions"]]
         responses, infos = model.batch_chat(
             tokenizer, torch.cat(pixels).to(model.dtype), prompts, generation, num_patches_list=patches,
-            data_flag=3, return_info=True,
+            data_flag=3, return_info=True, caption_ids=captions,
         )
         for (record, question), response, info in zip(batch, responses, infos):
             predicted, named = parse_letter(response), named_option(response, question["options"])
@@ -128,6 +138,8 @@ def summarize(results: dict) -> dict:
         "mean_soft_tokens_per_video": sum(tokens) / len(videos),
         "spearman_events_vs_tokens": {"rho": rho, "p_value": p_value, "clips": len(tokens)},
         "exact_clip_captions": exact_captions / len(tokens),
+        "caption_sentences": sentence_scores([c for v in videos for c in v["captions"]],
+                                             [t for v in videos for t in v["truth"]]),
         "mean_visual_tokens": visual,
         "mean_full_visual_tokens": full,
         "visual_token_ratio": visual / full,
@@ -198,14 +210,18 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-videos", type=int, default=None)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--ground-truth-captions", action="store_true",
+                        help="oracle expert: the LLM reads the ground-truth clip captions")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
-    results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos)
+    results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos,
+                       ground_truth_captions=args.ground_truth_captions)
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
+                   ground_truth_captions=args.ground_truth_captions,
                    wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
     _write_json(summary, args.output / f"{args.split}_summary.json")

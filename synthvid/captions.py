@@ -42,7 +42,7 @@ _LISTED_OBJECT = re.compile(r"\ba (\w+) (\w+)\b")
 
 __all__ = [
     "EMPTY_SCENE", "EVENT_TEMPLATES", "event_text", "list_objects", "clip_caption",
-    "clip_captions", "video_caption", "split_sentences", "caption_event_count", "clip_event_counts",
+    "clip_captions", "video_caption", "split_sentences", "sentence_kind", "caption_event_count", "clip_event_counts",
 ]
 
 
@@ -116,6 +116,22 @@ def video_caption(captions: list[str]) -> str:
     later = [s for caption in captions[1:] for s in split_sentences(caption)
              if s != EMPTY_SCENE and not _is_object_list(s)]
     return " ".join(captions[:1] + later)
+
+
+_SENTENCE_PATTERNS = {
+    kind: re.compile(template.format(name=r"\w+ \w+", direction=r"\w+", color=r"\w+") + r"\.")
+    for kind, template in EVENT_TEMPLATES.items()
+}
+
+
+def sentence_kind(sentence: str) -> str:
+    """What a caption sentence states: "objects" (the object list), "empty" (`EMPTY_SCENE`), the event kind
+    (a key of `EVENT_TEMPLATES`: "move", "stop", ...), or "other" for a sentence no template makes."""
+    if sentence == EMPTY_SCENE:
+        return "empty"
+    if _is_object_list(sentence):
+        return "objects"
+    return next((kind for kind, pattern in _SENTENCE_PATTERNS.items() if pattern.fullmatch(sentence)), "other")
 
 
 def caption_event_count(caption: str, clip: int) -> int:

@@ -88,6 +88,19 @@ def test_teacher_forced_forward_matches_generated_captions(make_model, tokenizer
     torch.testing.assert_close(generated.logits, forced.logits)
 
 
+def test_given_caption_ids_replace_the_experts_captions(model, tokenizer):
+    """`chat(..., caption_ids=...)` (the oracle-expert ablation) skips the expert and uses the given captions."""
+    captions = [[FORCED_TOKEN] * 2, [FORCED_TOKEN] * 6]
+    with count_calls(model.expert, "generate") as calls:
+        _, info = model.chat(tokenizer, video_pixels(8), video_question(8), GEN, num_patches_list=[1] * 8,
+                             data_flag=3, return_info=True, caption_ids=captions)
+    assert not calls
+    assert info.caption_ids == captions and info.tokens_per_clip == [2, 6]
+    with pytest.raises(ValueError, match="caption_ids for 2 clips"):
+        model.chat(tokenizer, video_pixels(8), video_question(8), GEN, num_patches_list=[1] * 8, data_flag=3,
+                   caption_ids=captions[:1])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # batching, one expert call, cache
 # ---------------------------------------------------------------------------------------------------------------

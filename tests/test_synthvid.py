@@ -241,6 +241,21 @@ def test_captions_are_templated_and_counts_match_on_sampled_scenes():
             assert caption_event_count(caption, clip) == clip_event_counts(truth)[clip]
 
 
+def test_every_caption_sentence_has_a_kind():
+    from synthvid.captions import EVENT_TEMPLATES, sentence_kind, split_sentences
+
+    kinds = set()
+    for spec in sampled_specs() + [BUSY, EMPTY, STATIC]:
+        for caption in clip_captions(compute_truth(validate_spec(spec))):
+            kinds.update(sentence_kind(sentence) for sentence in split_sentences(caption))
+    assert "other" not in kinds and "objects" in kinds and "empty" in kinds
+    assert kinds - {"objects", "empty"} <= set(EVENT_TEMPLATES)
+    assert sentence_kind("the red circle turns blue.") == "change_color"
+    assert sentence_kind("a red circle and a blue square.") == "objects"
+    assert sentence_kind("a red circle appears.") == "appear"
+    assert sentence_kind("the red circle dances.") == "other"
+
+
 # --- questions ---------------------------------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LangDCCollator, StageDataset, load_pixel_cache,
                         read_split)
-from train.stages import LangDCTrainer, count_trainable, freeze_for_stage, set_threads
+from train.stages import LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
 CAPTION_BATCH_VIDEOS = 32
@@ -90,6 +90,9 @@ def main(argv=None) -> None:
     parser.add_argument("--ground-truth-fraction", type=float, default=0.3,
                         help="stage 3: share of examples whose soft tokens come from ground-truth captions")
     parser.add_argument("--open-fraction", type=float, default=0.2, help="stage 3: share of open-ended questions")
+    parser.add_argument("--align-caption-projector", action="store_true",
+                        help="stage 3: start the caption projector as the least-squares map from the expert's to the "
+                             "LLM's embeddings of the caption tokens (train.stages.align_caption_projector)")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -108,6 +111,13 @@ def main(argv=None) -> None:
     generated = None
     if args.stage == 3 and args.ground_truth_fraction < 1.0:
         generated = generate_captions(model, pixels)
+    if args.align_caption_projector:
+        if args.stage != 3:
+            raise ValueError(f"--align-caption-projector belongs to stage 3, got --stage {args.stage}.")
+        caption_tokens = [t for r in records for c in r["clip_captions"]
+                          for t in tokenizer(c, add_special_tokens=False)["input_ids"]]
+        residual = align_caption_projector(model, caption_tokens)
+        print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens (relative residual {residual:.2e})")
     trainable = freeze_for_stage(model, args.stage)
     if args.stage == 0:
         vision = model.config.vision_config

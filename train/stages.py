@@ -1,11 +1,12 @@
 """What each stage trains (research/langdc.md §3, adapted: no pretrained towers exist here, so stage 0 pretrains
-the vision tower, the LLM is trained from scratch in stages 1 and 3, and the tower is tuned again in stage 2).
+the vision tower and the LLM is trained from scratch in stages 1 and 3; the tower stays frozen afterwards, as the
+official encoders do).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
 | 0 vision | frames, per-patch colour / shape fractions (train/vision.py) | vision tower (+ 2 linear heads) | the rest |
 | 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
-| 2 expert | clip captions (caption CE + EOS) | vision tower, expert projector, expert | LLM side |
+| 2 expert | clip captions (caption CE + EOS) | expert projector, expert | vision tower, LLM side |
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector | vision tower, expert side |
 """
 
@@ -15,7 +16,7 @@ from transformers import Trainer
 TRAINED_MODULES = {
     0: ("vision_model",),
     1: ("pool_projector", "language_model"),
-    2: ("vision_model", "expert_projector", "expert"),
+    2: ("expert_projector", "expert"),
     3: ("language_model", "caption_projector", "pool_projector"),
 }
 
@@ -64,3 +65,35 @@ def count_trainable(model) -> dict[str, int]:
 def set_threads(num_threads: int | None) -> None:
     if num_threads:
         torch.set_num_threads(num_threads)
+
+
+@torch.no_grad()
+def align_caption_projector(model, token_ids: list[int]) -> float:
+    """Initialise a linear `caption_projector` so that it maps the expert's input embedding of each token in
+    `token_ids` onto the LLM's input embedding of the same token (least squares, with bias); returns the relative
+    residual `||X W - Y|| / ||Y||` over those tokens.
+
+    With `soft_token_layer=0` the soft tokens are the expert's embeddings of its caption tokens (official dual
+    model, research/langdc.md §2.2); the expert and the LLM share the vocabulary (Qwen2-0.5B / Qwen2-7B in the
+    paper, one BPE here), so this map makes the soft tokens of a caption start as that caption's text embeddings:
+    stage 3 begins with the LLM reading the captions as text instead of first learning an unrelated projection.
+    The projector is still trained in stage 3.
+
+    Raises:
+        ValueError: if the projector is not `linear`, `soft_token_layer` is not 0, or `token_ids` is empty.
+    """
+    config = model.config
+    if config.caption_projector_type != "linear" or config.soft_token_layer != 0:
+        raise ValueError("align_caption_projector needs caption_projector_type='linear' and soft_token_layer=0, got "
+                         f"{config.caption_projector_type!r} and {config.soft_token_layer}.")
+    if not token_ids:
+        raise ValueError("`token_ids` is empty: no caption tokens to align.")
+    index = torch.tensor(sorted(set(token_ids)))
+    source = model.expert.get_input_embeddings().weight[index].float()
+    target = model.get_input_embeddings().weight[index].float()
+    inputs = torch.cat([source, torch.ones(len(index), 1)], dim=1)  # last column: the bias
+    solution = torch.linalg.lstsq(inputs, target).solution  # [D_e + 1, D_llm]
+    projector = model.caption_projector
+    projector.weight.copy_(solution[:-1].T.to(projector.weight.dtype))
+    projector.bias.copy_(solution[-1].to(projector.bias.dtype))
+    return ((inputs @ solution - target).norm() / target.norm()).item()

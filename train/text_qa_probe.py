@@ -93,6 +93,34 @@ def answer_accuracy(model, tokenizer, prompts) -> dict:
             "per_task": {task: sum(v) / len(v) for task, v in sorted(correct.items())}}
 
 
+@torch.no_grad()
+def generation_accuracy(model, tokenizer, prompts, batch_size: int = 32, max_new_tokens: int = 12) -> dict:
+    """Greedy answers scored as `eval.evaluate` scores the full model: `generated_letter` (the MVBench letter
+    rule) and `generated_named` (the answer's text is the right option's), overall."""
+    from eval.evaluate import named_option, parse_letter
+
+    model.eval()
+    letter_hits, named_hits = [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(ids) for ids, _, _ in chunk)
+        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, (ids, _, _) in enumerate(chunk):  # left padding for generation
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width - len(ids) :] = 1
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=tokenizer.eos_token_id)
+        for (_, question, _), ids in zip(chunk, output[:, width:]):
+            response = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            letter_hits.append(parse_letter(response) == question["answer"])
+            named_hits.append(named_option(response, question["options"]) == question["answer"])
+    model.train()
+    return {"generated_letter": sum(letter_hits) / len(letter_hits),
+            "generated_named": sum(named_hits) / len(named_hits)}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
@@ -142,9 +170,11 @@ def main(argv=None) -> dict:
         optimizer.zero_grad()
         if step % args.eval_every == 0 or step == args.steps:
             entry = {"step": step, "loss": loss.item(), "train_tokens": tokens,
-                     "wall_seconds": time.perf_counter() - started, **answer_accuracy(model, tokenizer, val)}
+                     "wall_seconds": time.perf_counter() - started, **answer_accuracy(model, tokenizer, val),
+                     **generation_accuracy(model, tokenizer, val)}
             report["log"].append(entry)
-            print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "letter_given_text", "wall_seconds")}),
+            print(json.dumps({k: entry[k] for k in ("step", "loss", "accuracy", "letter_given_text",
+                                                "generated_letter", "generated_named", "wall_seconds")}),
                   flush=True)
             write_text_atomic(args.output / "text_qa_probe.json", json.dumps(report, indent=2) + "\n")
     return report
