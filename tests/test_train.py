@@ -36,7 +36,7 @@ def stages(micro_data, tmp_path_factory):
     outputs = {}
     for stage, steps in ((0, 12), (1, 12), (2, 12), (3, 12)):
         outputs[stage] = root / f"stage{stage}"
-        extra = ["--align-caption-projector"] if stage == 3 else []
+        extra = {2: ["--freeze-vision-tower"], 3: ["--align-caption-projector"]}.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
         init = outputs[stage]
@@ -74,9 +74,21 @@ def test_stage_zero_trains_only_the_vision_tower(stages):
 def test_stage_two_trains_only_the_expert_side(stages):
     before, after = _load(stages[1]), _load(stages[2])
     assert torch.equal(before.language_model.lm_head.weight, after.language_model.lm_head.weight)
-    for name, weight in before.vision_model.named_parameters():  # the tower stays as stage 0 left it
+    for name, weight in before.vision_model.named_parameters():  # --freeze-vision-tower: as stage 0 left it
         assert torch.equal(weight, after.vision_model.get_parameter(name)), name
     assert not torch.equal(before.expert.model.embed_tokens.weight, after.expert.model.embed_tokens.weight)
+
+
+def test_stage_two_tunes_the_vision_tower_by_default(stages):
+    from train.stages import freeze_for_stage
+
+    model = _load(stages[1])
+    with_tower = freeze_for_stage(model, 2)
+    assert all(p.requires_grad for p in model.vision_model.parameters())
+    without = freeze_for_stage(model, 2, freeze_vision_tower=True)
+    assert with_tower - without == model.vision_model.num_parameters()
+    with pytest.raises(ValueError, match="stage 0"):
+        freeze_for_stage(model, 0, freeze_vision_tower=True)
 
 
 def test_align_caption_projector_maps_expert_onto_llm_embeddings(stages):

@@ -20,14 +20,12 @@ python -m train.run --data "$DATA" --stage 0 --init "$SPEC" --output "$RUNS/stag
 python -m train.run --data "$DATA" --stage 1 --init "$RUNS/stage0" --output "$RUNS/stage1" \
   --epochs 0.5 --batch-size 8 --lr 1e-3
 LAST="$RUNS/stage1"
-ALIGN=""
-if [ "$MODEL" = langdc ]; then  # the baseline has no expert to train (nor a caption projector to align)
-  ALIGN="--align-caption-projector"
+if [ "$MODEL" = langdc ]; then  # the baseline has no expert to train
   python -m train.run --data "$DATA" --stage 2 --init "$RUNS/stage1" --output "$RUNS/stage2" \
     --max-steps 1600 --batch-size 8 --lr 1e-3
   LAST="$RUNS/stage2"
 fi
 python -m train.run --data "$DATA" --stage 3 --init "$LAST" --output "$RUNS/stage3" \
-  --max-steps 2000 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.5 --open-fraction 0.2 $ALIGN
+  --max-steps 2000 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.5 --open-fraction 0.2
 python -m tools.export_checkpoint "$RUNS/stage3" "$OUT"
 python -m eval.evaluate --model "$OUT" --data "$DATA" --split test --output "eval/results-$(basename "$OUT")"

@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ground-truth-fraction", type=float, default=0.3,
                         help="stage 3: share of examples whose soft tokens come from ground-truth captions")
     parser.add_argument("--open-fraction", type=float, default=0.2, help="stage 3: share of open-ended questions")
+    parser.add_argument("--freeze-vision-tower", action="store_true",
+                        help="stages 1-3: keep the vision tower as stage 0 left it (stage 2 tunes it otherwise)")
     parser.add_argument("--align-caption-projector", action="store_true",
                         help="stage 3: start the caption projector as the least-squares map from the expert's to the "
                              "LLM's embeddings of the caption tokens (train.stages.align_caption_projector)")
@@ -118,7 +120,7 @@ def main(argv=None) -> None:
                           for t in tokenizer(c, add_special_tokens=False)["input_ids"]]
         residual = align_caption_projector(model, caption_tokens)
         print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens (relative residual {residual:.2e})")
-    trainable = freeze_for_stage(model, args.stage)
+    trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower)
     if args.stage == 0:
         vision = model.config.vision_config
         colors, shapes = load_attribute_cache(args.data, "train", records, vision.patch_size, vision.image_size)

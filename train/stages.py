@@ -1,12 +1,12 @@
 """What each stage trains (research/langdc.md §3, adapted: no pretrained towers exist here, so stage 0 pretrains
-the vision tower and the LLM is trained from scratch in stages 1 and 3; the tower stays frozen afterwards, as the
-official encoders do).
+the vision tower, the LLM is trained from scratch in stages 1 and 3, and the tower is tuned again in stage 2 unless
+`freeze_vision_tower`, as the official encoders are).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
 | 0 vision | frames, per-patch colour / shape fractions (train/vision.py) | vision tower (+ 2 linear heads) | the rest |
 | 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
-| 2 expert | clip captions (caption CE + EOS) | expert projector, expert | vision tower, LLM side |
+| 2 expert | clip captions (caption CE + EOS) | vision tower, expert projector, expert | LLM side |
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector | vision tower, expert side |
 """
 
@@ -16,21 +16,26 @@ from transformers import Trainer
 TRAINED_MODULES = {
     0: ("vision_model",),
     1: ("pool_projector", "language_model"),
-    2: ("expert_projector", "expert"),
+    2: ("vision_model", "expert_projector", "expert"),
     3: ("language_model", "caption_projector", "pool_projector"),
 }
 
 
-def freeze_for_stage(model, stage: int) -> int:
-    """Set `requires_grad` for `stage`; returns the number of trainable parameters.
+def freeze_for_stage(model, stage: int, freeze_vision_tower: bool = False) -> int:
+    """Set `requires_grad` for `stage` (`TRAINED_MODULES`, without the vision tower if `freeze_vision_tower`);
+    returns the number of trainable parameters.
 
     Raises:
-        ValueError: for an unknown stage.
+        ValueError: for an unknown stage, or `freeze_vision_tower` in stage 0 (which trains only the tower).
     """
     if stage not in TRAINED_MODULES:
         raise ValueError(f"Unknown stage {stage}; expected one of {sorted(TRAINED_MODULES)}.")
+    if freeze_vision_tower and stage == 0:
+        raise ValueError("`freeze_vision_tower` would leave stage 0 nothing to train.")
     model.requires_grad_(False)
     for name in TRAINED_MODULES[stage]:
+        if freeze_vision_tower and name == "vision_model":
+            continue
         module = getattr(model, name)
         if module is not None:
             module.requires_grad_(True)
