@@ -3,8 +3,9 @@
     python -m eval.captions --model . --data data/synthvid --split val --max-videos 64
 
 A fast diagnostic of training stage 2: share of clip captions identical to the ground truth, sentence-level
-precision and recall, overall and per sentence kind (the object list counts as one sentence; `sentence_scores`), and the Spearman correlation between a clip's
-ground-truth event count and its caption length in tokens (the soft-token budget). Prints and returns JSON.
+precision and recall, overall and per sentence kind (the object list counts as one sentence; `sentence_scores`),
+and the Spearman correlation between a clip's ground-truth event count and its caption length in tokens (the
+soft-token budget). Prints and returns JSON.
 """
 
 import argparse
@@ -51,8 +52,9 @@ def sentence_scores(predicted: list[str], truth: list[str]) -> dict:
     """Sentence-level scores of clip captions against the ground truth (pairs in order), overall ("all") and per
     sentence kind (`synthvid.captions.sentence_kind`: "objects", "empty", "move", "grow", ...): `precision`, the
     share of generated sentences the true caption of the clip contains word for word; `recall`, the share of
-    true sentences the generated caption contains (None without sentences to count); and the sentence counts. Shows which facts the expert reads
-    off the pixels, where the exact-caption rate only says that some sentence is wrong."""
+    true sentences the generated caption contains (None without sentences to count); and the sentence counts.
+    Shows which facts the expert reads off the pixels, where the exact-caption rate only says that some sentence
+    is wrong."""
     counts = defaultdict(lambda: {"hits": 0, "generated": 0, "truth": 0})
     counts["all"]  # always reported, even without sentences
     for guess, answer in zip(predicted, truth):

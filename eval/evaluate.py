@@ -20,8 +20,8 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
-from synthvid import format_question
 from eval.captions import sentence_scores
+from synthvid import format_question
 from train.data import MC_SUFFIX, read_split
 
 LETTERS = "ABCD"

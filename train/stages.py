@@ -1,6 +1,6 @@
 """What each stage trains (research/langdc.md §3, adapted: no pretrained towers exist here, so stage 0 pretrains
 the vision tower, the LLM is trained from scratch in stages 1 and 3, and the tower is tuned again in stage 2 unless
-`freeze_vision_tower`, as the official encoders are).
+`freeze_vision_tower` keeps it frozen, as the official encoders are).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
@@ -96,7 +96,7 @@ def align_caption_projector(model, token_ids: list[int]) -> float:
     index = torch.tensor(sorted(set(token_ids)))
     source = model.expert.get_input_embeddings().weight[index].float()
     target = model.get_input_embeddings().weight[index].float()
-    inputs = torch.cat([source, torch.ones(len(index), 1)], dim=1)  # last column: the bias
+    inputs = torch.cat([source, source.new_ones(len(index), 1)], dim=1)  # last column: the bias
     solution = torch.linalg.lstsq(inputs, target).solution  # [D_e + 1, D_llm]
     projector = model.caption_projector
     projector.weight.copy_(solution[:-1].T.to(projector.weight.dtype))

@@ -11,8 +11,9 @@ stage-3 conversations of `train/data.py`, with the captions as text in place of 
 
 The turns are drawn anew for every example (`train.data.sample_qa_turns`: question order, option order, open or
 multiple choice), as in stage 3. Every `--eval-every` steps it scores the validation multiple-choice questions,
-each asked alone, by the log-likelihood of each option's full answer (`format_answer`: "{option} ({letter})"),
-and writes `OUTPUT/text_qa_probe.json` (atomically).
+each asked alone, by the log-likelihood of each option's full answer (`format_answer`: "{option} ({letter})")
+and by its greedy answer as `eval.evaluate` scores the full model (letter and named option), and writes
+`OUTPUT/text_qa_probe.json` (atomically).
 
     python -m train.text_qa_probe --data data/synthvid --tokenizer . \\
         --spec tools/configs/synthvid.json --steps 500 --output runs/text_qa_probe
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
+from eval.evaluate import named_option, parse_letter
 from synthvid import format_answer, format_question
 from synthvid.dataset import write_text_atomic
 from synthvid.questions import LETTERS
@@ -97,8 +99,6 @@ def answer_accuracy(model, tokenizer, prompts) -> dict:
 def generation_accuracy(model, tokenizer, prompts, batch_size: int = 32, max_new_tokens: int = 12) -> dict:
     """Greedy answers scored as `eval.evaluate` scores the full model: `generated_letter` (the MVBench letter
     rule) and `generated_named` (the answer's text is the right option's), overall."""
-    from eval.evaluate import named_option, parse_letter
-
     model.eval()
     letter_hits, named_hits = [], []
     for start in range(0, len(prompts), batch_size):
