@@ -22,7 +22,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from eval.captions import sentence_scores
 from synthvid import format_question
-from train.data import MC_SUFFIX, read_split
+from train.data import MC_SUFFIX, clip_caption_ids, read_split
 
 LETTERS = "ABCD"
 ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
@@ -63,6 +63,7 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
     questions, videos = [], {}
     pending = list(samples(records, max_videos))
     generation = dict(max_new_tokens=max_new_tokens, do_sample=False)
+    caption_tokenizer = model.get_expert_tokenizer(tokenizer)
     for start in tqdm(range(0, len(pending), batch_size), desc=f"evaluating {split}"):
         batch = pending[start : start + batch_size]
         pixels, patches = [], []
@@ -76,9 +77,7 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
         prompts = [f"<video>\n{format_question(q)}\n{MC_SUFFIX}" for _, q in batch]
         captions = None
         if ground_truth_captions:
-            caption_tokenizer = model.get_expert_tokenizer(tokenizer)
-            captions = [caption_tokenizer(c, add_special_tokens=False)["input_ids"]
-                        for record, _ in batch for c in record["clip_captions"]]
+            captions = [ids for record, _ in batch for ids in clip_caption_ids(caption_tokenizer, record)]
         responses, infos = model.batch_chat(
             tokenizer, torch.cat(pixels).to(model.dtype), prompts, generation, num_patches_list=patches,
             data_flag=3, return_info=True, caption_ids=captions,

@@ -64,6 +64,12 @@ def torch_save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def clip_caption_ids(tokenizer, record: dict) -> list[list[int]]:
+    """Token ids of each ground-truth clip caption of a synthvid record (no special tokens, no EOS): what the
+    expert is trained to write in stage 2 and what `caption_ids` takes."""
+    return [tokenizer(caption, add_special_tokens=False)["input_ids"] for caption in record["clip_captions"]]
+
+
 def pad_chat_batch(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict:
     """Right-padded `input_ids`, `attention_mask` and `labels` (`[B, L]` long) of `(ids, labels)` rows."""
     length = max(len(ids) for ids, _ in rows)
@@ -154,9 +160,7 @@ class StageDataset(Dataset):
         self.stage = stage
         self.tokenizer = tokenizer
         self.system_message = system_message
-        self.clip_caption_ids = [
-            [tokenizer(c, add_special_tokens=False)["input_ids"] for c in record["clip_captions"]] for record in records
-        ]
+        self.clip_caption_ids = [clip_caption_ids(tokenizer, record) for record in records]
         self.generated = generated_captions
         self.ground_truth_fraction = ground_truth_fraction
         self.open_fraction = open_fraction

@@ -23,8 +23,8 @@ from transformers import TrainingArguments
 from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
-from train.data import (DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LangDCCollator, StageDataset, load_pixel_cache,
-                        read_split)
+from train.data import (DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LangDCCollator, StageDataset, clip_caption_ids,
+                        load_pixel_cache, read_split)
 from train.stages import LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
@@ -116,10 +116,10 @@ def main(argv=None) -> None:
     if args.align_caption_projector:
         if args.stage != 3:
             raise ValueError(f"--align-caption-projector belongs to stage 3, got --stage {args.stage}.")
-        caption_tokens = [t for r in records for c in r["clip_captions"]
-                          for t in tokenizer(c, add_special_tokens=False)["input_ids"]]
+        caption_tokens = [t for record in records for ids in clip_caption_ids(tokenizer, record) for t in ids]
         residual = align_caption_projector(model, caption_tokens)
-        print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens (relative residual {residual:.2e})")
+        print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens "
+              f"(relative residual {residual:.2e})")
     trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower)
     if args.stage == 0:
         vision = model.config.vision_config

@@ -103,15 +103,10 @@ def generation_accuracy(model, tokenizer, prompts, batch_size: int = 32, max_new
     letter_hits, named_hits = [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        width = max(len(ids) for ids, _, _ in chunk)
-        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, (ids, _, _) in enumerate(chunk):  # left padding for generation
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention_mask[row, width - len(ids) :] = 1
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=tokenizer.eos_token_id)
+        batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="left", return_tensors="pt")
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        width = batch["input_ids"].shape[1]
         for (_, question, _), ids in zip(chunk, output[:, width:]):
             response = tokenizer.decode(ids, skip_special_tokens=True).strip()
             letter_hits.append(parse_letter(response) == question["answer"])
