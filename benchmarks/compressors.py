@@ -396,7 +396,8 @@ def main(argv=None) -> list[Path]:
             device = model.device
             rows = run_synthvid(model, processor.tokenizer, processor, args.data, args.split, methods, args.budgets,
                                 args.limit, args.max_new_tokens, args.decode_tokens, args.warmup)
-            results += [{"model": str(path), **row} for row in rows]
+            label = str(path) if path.name else "root"  # "." would label the plot and tables with a dot
+            results += [{"model": label, **row} for row in rows]
             del model
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     meta = {"command": command, "device": name, "torch": torch.__version__,

@@ -34,7 +34,7 @@ def stages(micro_data, tmp_path_factory):
               "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
     init = REPO_ROOT / "tools" / "configs" / "micro.json"
     outputs = {}
-    for stage, steps in ((0, 12), (1, 12), (2, 12), (3, 12)):
+    for stage, steps in ((0, 12), ("text", 12), (1, 12), (2, 12), (3, 12)):
         outputs[stage] = root / f"stage{stage}"
         extra = {2: ["--freeze-vision-tower"], 3: ["--align-caption-projector"]}.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
@@ -43,7 +43,7 @@ def stages(micro_data, tmp_path_factory):
     return outputs
 
 
-@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+@pytest.mark.parametrize("stage", [0, "text", 1, 2, 3])
 def test_stage_loss_goes_down_and_checkpoint_reloads(stages, stage):
     first, last = first_and_last_loss(stages[stage])
     assert last < first, (stage, first, last)
@@ -69,6 +69,27 @@ def test_stage_zero_trains_only_the_vision_tower(stages):
     changed = {name.split(".")[0] for name, p in trained.named_parameters()
                if not torch.equal(p, initial.get_parameter(name))}
     assert changed == {"vision_model"}
+
+
+def test_text_stage_trains_only_the_llm(stages):
+    before, after = _load(stages[0]), _load(stages["text"])
+    changed = {name.split(".")[0] for name, p in after.named_parameters()
+               if not torch.equal(p, before.get_parameter(name))}
+    assert changed == {"language_model"}
+
+
+def test_lookup_turn_names_a_listed_option_and_its_letter(micro_data):
+    import random
+
+    from train.data import lookup_turn, read_split
+
+    question = read_split(micro_data, "train")[0]["questions"][0]
+    rng = random.Random(0)
+    for _ in range(8):
+        user, answer = lookup_turn(question, rng)
+        asked = re.search(r'Which option says "(.+)"\?$', user).group(1)
+        text, letter = re.fullmatch(r"(.+) \(([A-D])\)", answer).groups()
+        assert text == asked and f"({letter}) {asked}" in user.splitlines()  # the letter of that option's line
 
 
 def test_stage_two_trains_only_the_expert_side(stages):
@@ -206,6 +227,21 @@ def test_stage_three_redraws_option_order_per_read(micro_data):
     assert re.search(r"\w \([A-D]\)", answers)  # answers: the option's text, then its letter
     again = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0)
     assert [tokenizer.decode(again[0]["input_ids"]) for _ in range(6)] == reads  # deterministic from the seed
+
+
+def test_stage_three_lookup_fraction_appends_one_lookup_turn(micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, read_split
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    plain, with_lookup = (StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, lookup_fraction=f)
+                          for f in (0.0, 1.0))
+    assert "Which option says" not in tokenizer.decode(plain[0]["input_ids"])
+    text = tokenizer.decode(with_lookup[0]["input_ids"])
+    assert text.count("Which option says") == 1
+    assert text.index("Which option says") > text.rindex("Answer with the option's letter.")  # the last turn
 
 
 def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):

@@ -44,8 +44,11 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     return _wrap(backend)
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on `texts`; the special tokens take ids 0-4, the 256 bytes follow, then merges.
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512,
+                        added_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on `texts`; the special tokens take ids 0-4, the 256 bytes follow, then merges, then
+    `added_tokens` (ordinary tokens, kept in decoded text, matched before BPE: e.g. the option markers `(A)`, so
+    that a multiple-choice letter is one token wherever it appears).
 
     Words are split on spaces and punctuation (GPT-2 regex), so a small corpus gives near word-level tokens and
     a caption's token count follows its word count.
@@ -66,7 +69,9 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrain
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
-    return _wrap(backend)
+    tokenizer = _wrap(backend)
+    tokenizer.add_tokens(list(added_tokens))
+    return tokenizer
 
 
 def _wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:

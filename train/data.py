@@ -3,6 +3,9 @@
 Videos are decoded once with the model's own processor (`processor.load_video`, the inference path) and cached
 as float16 `pixel_values`; every stage then reads the cache.
 
+- stage text (LLM pretraining, no media): option lookups, one multiple-choice question per chat with the user
+  asking which option says a given text and the answer naming it with its letter (`lookup_turn`), so the LLM
+  learns to bind an option's text to its letter before it has to choose the content (README "Training");
 - stage 1 (alignment): "<video> Describe the video." -> the whole-video caption, pool tokens only (no soft
   caption tokens), so the vision tower and the pool projector learn to carry the video into the LLM;
 - stage 2 (expert): clip captions, the expert's caption cross-entropy with EOS (density-aware supervision);
@@ -29,6 +32,9 @@ IGNORE_INDEX = -100
 DESCRIBE_PROMPT = "Describe the video."
 MC_SUFFIX = "Answer with the option's letter."
 OPEN_SUFFIX = "Answer briefly."
+LOOKUP_PROMPT = 'Which option says "{}"?'
+TEXT_STAGE = "text"
+STAGES = (0, TEXT_STAGE, 1, 2, 3)  # in recipe order
 
 
 def read_split(data_dir: Path, split: str) -> list[dict]:
@@ -124,6 +130,17 @@ def question_turn(question: dict, open_ended: bool) -> tuple[str, str]:
     return f"{format_question(question)}\n{MC_SUFFIX}", format_answer(question)
 
 
+def lookup_turn(question: dict, rng: random.Random) -> tuple[str, str]:
+    """`(user, answer)` of an option lookup: the question with its options in a new random order, then
+    `Which option says "X"?` for a random option X; the answer is `X (letter)`, the form of a multiple-choice answer
+    (`format_answer`). Raises `ValueError` like `format_question`."""
+    question = permute_options(question, rng)
+    index = rng.randrange(len(question["options"]))
+    option = question["options"][index]
+    user = f"{format_question(question)}\n{LOOKUP_PROMPT.format(option)}"
+    return user, format_answer({**question, "answer": index, "answer_text": option})
+
+
 def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float,
                     first_prefix: str = "") -> list[tuple[str, str]]:
     """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
@@ -137,26 +154,32 @@ def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: fl
 
 
 class StageDataset(Dataset):
-    """Examples of one training stage. Each item: `video` (index into the pixel cache) plus stage fields.
+    """Examples of one training stage. Each item: `video` (index into the pixel cache, `None` in the text stage)
+    plus stage fields.
 
     Args:
         records: the split's JSONL records.
-        stage: 1, 2 or 3.
+        stage: one of `STAGES` except 0 (`"text"`, 1, 2 or 3).
         tokenizer: the checkpoint tokenizer (shared by the expert and the LLM).
         system_message: the LLM system prompt (`config.system_message`).
         generated_captions: stage 3 only: per video, the expert's own clip captions (token ids); when given, a
             fraction `1 - ground_truth_fraction` of the examples uses them instead of the ground truth.
         open_fraction: stage 3: share of questions asked open-ended (short answer) instead of multiple choice.
         questions_per_example: stage 3: questions of a video per conversation (0 = all of them in one).
-        seed: sampling seed. A stage-3 example is drawn anew each time it is read (`sample_qa_turns`: question and
-            option order, open or multiple choice; and the caption source), so epochs differ.
+        lookup_fraction: stage 3: share of conversations that end with one option lookup (`lookup_turn`), which
+            keeps the letter binding of the text stage in use while the LLM learns to read soft tokens.
+        seed: sampling seed. Text and stage-3 examples are drawn anew each time they are read (option order; stage
+            3 also question order, open or multiple choice, the caption source), so epochs differ.
+
+    Raises:
+        ValueError: for stage 0 or an unknown stage.
     """
 
-    def __init__(self, records, stage: int, tokenizer, system_message: str, generated_captions=None,
+    def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
                  ground_truth_fraction: float = 0.0, open_fraction: float = 0.2, seed: int = 0,
-                 questions_per_example: int = 0):
-        if stage not in (1, 2, 3):
-            raise ValueError(f"`stage` must be 1, 2 or 3, got {stage}.")
+                 questions_per_example: int = 0, lookup_fraction: float = 0.0):
+        if stage not in STAGES[1:]:
+            raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         self.stage = stage
         self.tokenizer = tokenizer
         self.system_message = system_message
@@ -164,10 +187,13 @@ class StageDataset(Dataset):
         self.generated = generated_captions
         self.ground_truth_fraction = ground_truth_fraction
         self.open_fraction = open_fraction
-        self.rng = random.Random(seed)  # stage 3 draws each example's turns when it is read
+        self.lookup_fraction = lookup_fraction
+        self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
         self.items = []
         for index, record in enumerate(records):
-            if stage == 1:
+            if stage == TEXT_STAGE:
+                self.items += [(None, question) for question in record["questions"]]
+            elif stage == 1:
                 self.items.append((index, chat_example(tokenizer, system_message, f"<video>\n{DESCRIBE_PROMPT}",
                                                        record["video_caption"])))
             elif stage == 2:
@@ -183,13 +209,17 @@ class StageDataset(Dataset):
 
     def __getitem__(self, i):
         video, content = self.items[i]
-        input_ids = labels = None
-        if self.stage == 1:
+        input_ids = labels = captions = None
+        if self.stage == TEXT_STAGE:
+            input_ids, labels = chat_conversation(self.tokenizer, self.system_message, [lookup_turn(content, self.rng)])
+        elif self.stage == 1:
             (input_ids, labels), captions = content, [[] for _ in self.clip_caption_ids[video]]  # pool tokens only
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
         else:
             turns = sample_qa_turns(content, self.rng, self.open_fraction, first_prefix="<video>\n")
+            if self.rng.random() < self.lookup_fraction:
+                turns.append(lookup_turn(self.rng.choice(content), self.rng))
             input_ids, labels = chat_conversation(self.tokenizer, self.system_message, turns)
             use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
             captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
@@ -199,12 +229,15 @@ class StageDataset(Dataset):
 @dataclass
 class LangDCCollator:
     """Batches stage items: right-padded `input_ids`/`labels`, concatenated `pixel_values` of the videos, one
-    `num_patches_list` entry (one tile per frame) and `data_flag=3` per sample, `caption_ids` flattened per clip."""
+    `num_patches_list` entry (one tile per frame) and `data_flag=3` per sample, `caption_ids` flattened per clip;
+    text-stage items (no video) give the padded text only."""
 
     pixels: torch.Tensor  # [N_videos, T, 3, S, S] float16
     pad_token_id: int
 
     def __call__(self, items: list[dict]) -> dict:
+        if items[0]["video"] is None:  # text stage: no media
+            return pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id)
         frames = self.pixels.shape[1]
         batch = {
             "pixel_values": torch.cat([self.pixels[item["video"]] for item in items]).float(),

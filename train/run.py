@@ -1,12 +1,14 @@
 """Run one LangDC training stage.
 
     python -m train.run --data data/synthvid --stage 0 --init tools/configs/synthvid.json --output runs/stage0
-    python -m train.run --data data/synthvid --stage 1 --init runs/stage0 --output runs/stage1
+    python -m train.run --data data/synthvid --stage text --init runs/stage0 --output runs/stage_text
+    python -m train.run --data data/synthvid --stage 1 --init runs/stage_text --output runs/stage1
     python -m train.run --data data/synthvid --stage 2 --init runs/stage1 --output runs/stage2
     python -m train.run --data data/synthvid --stage 3 --init runs/stage2 --output runs/stage3
 
 `--init` is a config spec (a BPE tokenizer is trained on the split's text, the model starts random) or a checkpoint
-folder of the previous stage. Stage 0 pretrains the vision tower on dense patch labels (train/vision.py). The same command runs on CPU, one GPU, or several GPUs / nodes under
+folder of the previous stage. Stage 0 pretrains the vision tower on dense patch labels (train/vision.py), the text
+stage the LLM on option lookups (train/data.py). The same command runs on CPU, one GPU, or several GPUs / nodes under
 `accelerate launch -m train.run ...` (DeepSpeed or FSDP through the accelerate config). `--resume` continues from
 the last `Trainer` checkpoint in `OUTPUT/trainer`. The output folder is a complete checkpoint (remote code,
 tokenizer, processor) that loads with `AutoModel.from_pretrained(..., trust_remote_code=True)`.
@@ -20,11 +22,12 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
+from synthvid import OPTION_MARKERS
 from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
-from train.data import (DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LangDCCollator, StageDataset, clip_caption_ids,
-                        load_pixel_cache, read_split)
+from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, LangDCCollator, StageDataset,
+                        clip_caption_ids, load_pixel_cache, read_split)
 from train.stages import LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
@@ -35,7 +38,7 @@ def corpus(records, config_spec: dict) -> list[str]:
     """Every text the model will read or write: captions, questions, answers and the fixed prompts."""
     from synthvid import format_answer, format_question, open_question
 
-    texts = [DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, config_spec.get("expert_prompt", ""),
+    texts = [DESCRIBE_PROMPT, MC_SUFFIX, OPEN_SUFFIX, LOOKUP_PROMPT.format(""), config_spec.get("expert_prompt", ""),
              import_remote("configuration_langdc").DEFAULT_SYSTEM_MESSAGE]
     for record in records:
         texts += record["clip_captions"] + [record["video_caption"]]
@@ -48,7 +51,7 @@ def initial_model(init: Path, records, vocab_size: int, seed: int):
     """(model fp32, tokenizer, processor) from a config spec (new tokenizer, random weights) or a checkpoint."""
     if init.suffix == ".json":
         spec = json.loads(init.read_text())
-        tokenizer = train_bpe_tokenizer(corpus(records, spec), vocab_size)
+        tokenizer = train_bpe_tokenizer(corpus(records, spec), vocab_size, added_tokens=OPTION_MARKERS)
         config = build_config(spec, tokenizer)
         model = build_model(config, seed=seed, dtype=torch.float32)
         return model, tokenizer, build_processor(config, tokenizer)
@@ -77,7 +80,8 @@ def generate_captions(model, pixels: torch.Tensor, batch_videos: int = CAPTION_B
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
-    parser.add_argument("--stage", type=int, choices=(0, 1, 2, 3), required=True)
+    parser.add_argument("--stage", type=lambda s: int(s) if s.isdigit() else s, choices=STAGES, required=True,
+                        help="0 (vision tower), text (LLM option lookups), 1, 2 or 3")
     parser.add_argument("--init", type=Path, required=True, help="config spec .json (stage 1) or checkpoint folder")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -95,6 +99,8 @@ def main(argv=None) -> None:
     parser.add_argument("--align-caption-projector", action="store_true",
                         help="stage 3: start the caption projector as the least-squares map from the expert's to the "
                              "LLM's embeddings of the caption tokens (train.stages.align_caption_projector)")
+    parser.add_argument("--lookup-fraction", type=float, default=0.0,
+                        help="stage 3: share of conversations ending with one option lookup turn")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -129,7 +135,8 @@ def main(argv=None) -> None:
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
     else:
         dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
-                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example)
+                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
+                               args.lookup_fraction)
         collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id), model
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "

@@ -1,10 +1,12 @@
-"""What each stage trains (research/langdc.md §3, adapted: no pretrained towers exist here, so stage 0 pretrains
-the vision tower, the LLM is trained from scratch in stages 1 and 3, and the tower is tuned again in stage 2 unless
+"""What each stage trains (research/langdc.md §3, adapted: no pretrained towers or LLMs exist here, so stage 0
+pretrains the vision tower, the text stage gives the from-scratch LLM the option-letter binding a pretrained LLM
+brings, the LLM learns the rest in stages 1 and 3, and the tower is tuned again in stage 2 unless
 `freeze_vision_tower` keeps it frozen, as the official encoders are).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
 | 0 vision | frames, per-patch colour / shape fractions (train/vision.py) | vision tower (+ 2 linear heads) | the rest |
+| text | option lookups as text chats (train/data.py `lookup_turn`), no media | LLM | the rest |
 | 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
 | 2 expert | clip captions (caption CE + EOS) | vision tower, expert projector, expert | LLM side |
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector | vision tower, expert side |
@@ -15,13 +17,14 @@ from transformers import Trainer
 
 TRAINED_MODULES = {
     0: ("vision_model",),
+    "text": ("language_model",),
     1: ("pool_projector", "language_model"),
     2: ("vision_model", "expert_projector", "expert"),
     3: ("language_model", "caption_projector", "pool_projector"),
 }
 
 
-def freeze_for_stage(model, stage: int, freeze_vision_tower: bool = False) -> int:
+def freeze_for_stage(model, stage: int | str, freeze_vision_tower: bool = False) -> int:
     """Set `requires_grad` for `stage` (`TRAINED_MODULES`, without the vision tower if `freeze_vision_tower`);
     returns the number of trainable parameters.
 
@@ -47,7 +50,7 @@ class LangDCTrainer(Trainer):
     the expert's caption loss in stage 2 (forward without a prompt), the LLM loss otherwise. Every loss goes
     through `model(...)`, so DDP/FSDP wrappers work unchanged."""
 
-    def __init__(self, *args, stage: int, **kwargs):
+    def __init__(self, *args, stage: int | str, **kwargs):
         super().__init__(*args, **kwargs)
         self.stage = stage
 
