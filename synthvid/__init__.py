@@ -15,7 +15,7 @@ Public API:
 
 from .captions import caption_event_count, clip_caption, clip_captions, video_caption
 from .dataset import HELD_OUT_PAIRS, SEEN_PAIRS, build_dataset, has_held_out_pair, make_record, make_spec
-from .questions import OPTION_MARKERS, TASKS, format_answer, format_question, generate_questions, open_question, permute_options
+from .questions import TASKS, format_answer, format_question, generate_questions, open_question, permute_options
 from .render import read_mp4, render_attribute_maps, render_frames, write_mp4
 from .sampler import DENSITIES, all_pairs, sample_scene, scene_pairs
 from .spec import (
@@ -34,7 +34,7 @@ from .truth import FRAMES_PER_CLIP, GroundTruth, ObjectState, TruthEvent, clip_e
 
 __all__ = [
     "BACKGROUNDS", "COLORS", "DENSITIES", "DIRECTIONS", "EVENT_TYPES", "FRAMES_PER_CLIP", "HELD_OUT_PAIRS",
-    "OPTION_MARKERS", "SEEN_PAIRS", "SHAPES", "TASKS", "Event", "GroundTruth", "ObjectState", "Scene", "SceneObject", "TruthEvent",
+    "SEEN_PAIRS", "SHAPES", "TASKS", "Event", "GroundTruth", "ObjectState", "Scene", "SceneObject", "TruthEvent",
     "all_pairs", "build_dataset", "caption_event_count", "clip_caption", "clip_captions", "clip_event_counts",
     "compute_truth", "format_answer", "format_question", "generate_questions", "has_held_out_pair", "make_record",
     "make_spec", "object_states", "open_question", "permute_options", "read_mp4", "render_attribute_maps", "render_frames", "sample_scene", "scene_pairs",

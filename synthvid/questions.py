@@ -42,7 +42,6 @@ from .truth import GroundTruth, TruthEvent
 
 NUM_OPTIONS = 4
 LETTERS = "ABCD"
-OPTION_MARKERS = tuple(f"({letter})" for letter in LETTERS)  # "(A)": opens an option line, closes an answer
 TASKS = ("existence", "counting", "color", "action", "direction", "order", "state_change", "temporal_localization")
 MAX_COUNT_OPTION = 5  # counting options are drawn from 0..MAX_COUNT_OPTION
 ACTION_VERBS = {MOVE: "moves", GROW: "grows", SHRINK: "shrinks", CHANGE_COLOR: "changes color",
@@ -72,14 +71,14 @@ def format_question(question: dict) -> str:
         ValueError: if the question does not have 4 options and an answer index in [0, 4).
     """
     _check_question(question)
-    lines = [question["question"]] + [f"{marker} {o}" for marker, o in zip(OPTION_MARKERS, question["options"])]
+    lines = [question["question"]] + [f"({letter}) {o}" for letter, o in zip(LETTERS, question["options"])]
     return "\n".join(lines)
 
 
 def format_answer(question: dict) -> str:
     """The target answer string, e.g. `red circle (B)` (answer text first, then the option letter)."""
     _check_question(question)
-    return f"{question['answer_text']} {OPTION_MARKERS[question['answer']]}"
+    return f"{question['answer_text']} ({LETTERS[question['answer']]})"
 
 
 def permute_options(question: dict, rng) -> dict:

@@ -44,11 +44,8 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     return _wrap(backend)
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512,
-                        added_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on `texts`; the special tokens take ids 0-4, the 256 bytes follow, then merges, then
-    `added_tokens` (ordinary tokens, kept in decoded text, matched before BPE: e.g. the option markers `(A)`, so
-    that a multiple-choice letter is one token wherever it appears).
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on `texts`; the special tokens take ids 0-4, the 256 bytes follow, then merges.
 
     Words are split on spaces and punctuation (GPT-2 regex), so a small corpus gives near word-level tokens and
     a caption's token count follows its word count.
@@ -69,9 +66,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512,
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
-    tokenizer = _wrap(backend)
-    tokenizer.add_tokens(list(added_tokens))
-    return tokenizer
+    return _wrap(backend)
 
 
 def _wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:

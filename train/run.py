@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
-from synthvid import OPTION_MARKERS
 from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
@@ -51,7 +50,7 @@ def initial_model(init: Path, records, vocab_size: int, seed: int):
     """(model fp32, tokenizer, processor) from a config spec (new tokenizer, random weights) or a checkpoint."""
     if init.suffix == ".json":
         spec = json.loads(init.read_text())
-        tokenizer = train_bpe_tokenizer(corpus(records, spec), vocab_size, added_tokens=OPTION_MARKERS)
+        tokenizer = train_bpe_tokenizer(corpus(records, spec), vocab_size)
         config = build_config(spec, tokenizer)
         model = build_model(config, seed=seed, dtype=torch.float32)
         return model, tokenizer, build_processor(config, tokenizer)

@@ -31,7 +31,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_co
 from eval.evaluate import named_option, parse_letter
 from synthvid import format_answer, format_question
 from synthvid.dataset import write_text_atomic
-from synthvid.questions import LETTERS, OPTION_MARKERS
+from synthvid.questions import LETTERS
 from tools.remote_code import import_remote
 from train.data import MC_SUFFIX, chat_conversation, pad_chat_batch, read_split, sample_qa_turns
 
@@ -63,22 +63,13 @@ def validation_prompts(records, tokenizer) -> list[tuple[list[int], dict, str]]:
 
 
 @torch.no_grad()
-def option_letter_ids(tokenizer) -> list[int]:
-    """Token id of each option letter: the marker `(A)` where the tokenizer holds it as one token (checkpoints
-    trained by `train.run`), else the bare letter `A` (inside `(`, `A`, `)`)."""
-    vocab = tokenizer.get_vocab()
-    if all(marker in vocab for marker in OPTION_MARKERS):
-        return [vocab[marker] for marker in OPTION_MARKERS]
-    return [tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS]
-
-
 def answer_accuracy(model, tokenizer, prompts) -> dict:
     """Multiple-choice accuracy, overall and per task: the option whose full answer (`format_answer`) has the
     highest log-likelihood after the prompt; and `letter_given_text`: with the right answer's text written, how
     often the most likely of the four letters is its letter (the lookup step, which the full-answer score hides
     behind the text's likelihood)."""
     model.eval()
-    letter_ids = option_letter_ids(tokenizer)
+    letter_ids = [tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS]
     correct, letter_hits = {}, []
     for prompt, question, task in prompts:
         answer = question["answer"]
@@ -92,9 +83,9 @@ def answer_accuracy(model, tokenizer, prompts) -> dict:
             positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(ids))
             scores.append(log_probs[i, positions, torch.tensor(ids)].sum().item())
         correct.setdefault(task, []).append(int(max(range(len(scores)), key=scores.__getitem__) == answer))
-        if letter_ids[answer] not in answers[answer]:
+        letter_position = len(prompt) + len(answers[answer]) - 2  # "... (" + letter + ")"
+        if answers[answer][-2] != letter_ids[answer]:
             raise ValueError(f"The tokenizer does not keep the option letter as one token in {question['options']}.")
-        letter_position = len(prompt) + len(answers[answer]) - 1 - answers[answer][::-1].index(letter_ids[answer])
         letter_scores = log_probs[answer, letter_position - 1, letter_ids]
         letter_hits.append(int(letter_scores.argmax().item() == answer))
     model.train()
