@@ -259,3 +259,12 @@ def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):
     from synthvid import TASKS
 
     assert set(last["per_task"]) <= set(TASKS)
+
+
+def test_lookup_accuracy_scores_a_stage_checkpoint(stages, micro_data, tmp_path):
+    from eval.lookup import main as lookup
+
+    result = lookup(["--model", str(stages["text"]), "--data", str(micro_data), "--split", "train", "--limit", "10",
+                     "--output", str(tmp_path)])
+    assert result["lookups"] == 10 and 0.0 <= result["accuracy"] <= 1.0
+    assert json.loads((tmp_path / "lookup_train.json").read_text())["accuracy"] == result["accuracy"]

@@ -1,0 +1,103 @@
+"""Option-lookup accuracy: does the LLM give an option's letter when the option's text is named?
+
+    python -m eval.lookup --model runs/v4/stage_text --data data/synthvid --split val
+
+This isolates the second step of a multiple-choice answer, binding the chosen text to its letter (multiple-choice
+symbol binding, Robinson et al., ICLR 2023): each prompt is a multiple-choice question of the split with its
+options in a random order and `Which option says "X"?` (`train.data.lookup_turn`, the text stage's chats), and
+the score is how often the most likely of the four letters, after the answer's text `X (`, is X's letter. No
+media is involved, so it runs on any stage's checkpoint. Writes `OUTPUT/lookup_<split>.json` when `--output` is
+given.
+"""
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from eval.evaluate import LETTERS, _write_json
+from train.data import chat_conversation, lookup_turn, read_split
+
+
+def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: int = 0):
+    """`(ids, letter_position, letter_index)` for up to `limit` lookups drawn from the records' questions.
+
+    `ids` is the whole chat (prompt and answer `X (L)<|im_end|>`); `letter_position` indexes the letter token L in
+    `ids`.
+
+    Raises:
+        ValueError: if the tokenizer does not keep an option letter as one token after `(`.
+    """
+    rng = random.Random(seed)
+    letter_ids = [tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS]
+    prompts = []
+    for question in [q for record in records for q in record["questions"]][:limit]:
+        user, answer = lookup_turn(question, rng)
+        ids, _ = chat_conversation(tokenizer, system_message, [(user, answer)])
+        letter = LETTERS.index(answer[-2])  # the answer ends with "(L)"
+        position = len(ids) - 1 - ids[::-1].index(letter_ids[letter]) if letter_ids[letter] in ids else -1
+        if position < len(ids) - 4:  # the letter must be among the answer's last tokens: "(", L, ")", <|im_end|>
+            raise ValueError(f"The tokenizer does not keep the option letter {LETTERS[letter]!r} as one token in "
+                             f"{answer!r}.")
+        prompts.append((ids, position, letter))
+    return prompts
+
+
+@torch.no_grad()
+def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int = 256, seed: int = 0,
+                    batch_size: int = 64) -> dict:
+    """`{"accuracy", "lookups"}`: the share of lookups whose most likely letter (of the four) is the right one.
+
+    `model` maps `input_ids [B, L]` and `attention_mask [B, L]` to `logits [B, L, V]` (a LangDC model or its
+    `language_model`).
+
+    Raises:
+        ValueError: if there are no questions, or as `lookup_prompts`.
+    """
+    prompts = lookup_prompts(records, tokenizer, system_message, limit, seed)
+    if not prompts:
+        raise ValueError("No multiple-choice questions to draw lookups from.")
+    letter_ids = torch.tensor([tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS])
+    hits = 0
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(ids) for ids, _, _ in chunk)
+        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id)
+        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (ids, _, _) in enumerate(chunk):  # right padding: positions stay those of `ids`
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        for row, (_, position, letter) in enumerate(chunk):
+            hits += int(logits[row, position - 1, letter_ids].argmax().item() == letter)
+    return {"accuracy": hits / len(prompts), "lookups": len(prompts)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a LangDC checkpoint folder (any stage)")
+    parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, default=256, help="lookups (one per question, in split order)")
+    parser.add_argument("--seed", type=int, default=0, help="option order and the option asked for")
+    parser.add_argument("--output", type=Path, default=None, help="folder for lookup_<split>.json")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    model = AutoModel.from_pretrained(args.model, dtype=torch.float32, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
+    result = lookup_accuracy(model, tokenizer, read_split(args.data, args.split), model.config.system_message,
+                             args.limit, args.seed)
+    result.update(model=str(args.model), split=args.split, seed=args.seed, wall_seconds=time.perf_counter() - started)
+    print(json.dumps(result))
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        _write_json(result, args.output / f"lookup_{args.split}.json")
+    return result
+
+
+if __name__ == "__main__":
+    main()
