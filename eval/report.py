@@ -1,6 +1,6 @@
 """Markdown tables for README from the training logs and an evaluation summary.
 
-    python -m eval.report --runs runs --summary eval/results/test_summary.json
+    python -m eval.report --runs runs/v4 --summary eval/results-synthvid-v4/test_summary.json
 """
 
 import argparse
@@ -11,12 +11,15 @@ from pathlib import Path
 def training_table(runs: Path) -> str:
     rows = ["| stage | videos | examples | steps | wall time | first -> last logged loss |", "|---|---|---|---|---|---|"]
     total = 0.0
-    for stage in (1, 2, 3):
-        log = json.loads((runs / f"stage{stage}" / "train_log.json").read_text())
+    for stage in ("0", "_text", "1", "2", "3"):  # the stages a run has, in recipe order
+        path = runs / f"stage{stage}" / "train_log.json"
+        if not path.is_file():
+            continue
+        log = json.loads(path.read_text())
         losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
         steps = max(entry.get("step", 0) for entry in log["log_history"])
         total += log["wall_seconds"]
-        rows.append(f"| {stage} | {log['videos']} | {log['examples']} | {steps} | {log['wall_seconds'] / 60:.1f} min "
+        rows.append(f"| {stage.lstrip('_')} | {log['videos']} | {log['examples']} | {steps} | {log['wall_seconds'] / 60:.1f} min "
                     f"| {float(losses[0]):.3f} -> {float(losses[-1]):.3f} |")
     rows.append(f"| all | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)
@@ -45,8 +48,8 @@ def eval_table(summary: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs"))
-    parser.add_argument("--summary", type=Path, default=Path("eval/results/test_summary.json"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/v4"))
+    parser.add_argument("--summary", type=Path, default=Path("eval/results-synthvid-v4/test_summary.json"))
     args = parser.parse_args(argv)
     print(training_table(args.runs))
     print()

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The training recipe of README "Training" (run v2, 2-core CPU). Run from the repo root.
+# The training recipe of README "Training" (run v4, 2-core CPU). Run from the repo root.
 #   bash train/recipe.sh                   # LangDC: stages 0-3
-#   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, 1 and 3 with the same steps
+#   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, text, 1 and 3, same steps
 # OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. The shipped root
-# checkpoint is run v2 exported there instead: python -m tools.export_checkpoint runs/v2/stage3 .
+# checkpoint is run v4 exported there instead: python -m tools.export_checkpoint runs/v4/stage3 .
+# (checkpoints/synthvid-baseline predates the text stage: it was trained with the run v2 recipe, git history.)
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
 MODEL=${MODEL:-langdc}
 case "$MODEL" in
-  langdc) SPEC=tools/configs/synthvid.json; NAME=synthvid-v2 ;;
+  langdc) SPEC=tools/configs/synthvid.json; NAME=synthvid-v4 ;;
   baseline) SPEC=tools/configs/synthvid_baseline.json; NAME=synthvid-baseline ;;
   *) echo "MODEL must be langdc or baseline, got '$MODEL'" >&2; exit 2 ;;
 esac
@@ -17,7 +18,9 @@ OUT=${OUT:-checkpoints/$NAME}
 python -m synthvid.build --out "$DATA" --train 3000 --val 200 --test 400 --test-unseen 200 --seed 0 --workers 2
 python -m train.run --data "$DATA" --stage 0 --init "$SPEC" --output "$RUNS/stage0" \
   --epochs 1.5 --batch-size 64 --lr 2e-3 --vocab-size 512
-python -m train.run --data "$DATA" --stage 1 --init "$RUNS/stage0" --output "$RUNS/stage1" \
+python -m train.run --data "$DATA" --stage text --init "$RUNS/stage0" --output "$RUNS/stage_text" \
+  --max-steps 2000 --batch-size 32 --lr 1e-3 --warmup 50
+python -m train.run --data "$DATA" --stage 1 --init "$RUNS/stage_text" --output "$RUNS/stage1" \
   --epochs 0.5 --batch-size 8 --lr 1e-3
 LAST="$RUNS/stage1"
 if [ "$MODEL" = langdc ]; then  # the baseline has no expert to train
@@ -26,6 +29,6 @@ if [ "$MODEL" = langdc ]; then  # the baseline has no expert to train
   LAST="$RUNS/stage2"
 fi
 python -m train.run --data "$DATA" --stage 3 --init "$LAST" --output "$RUNS/stage3" \
-  --max-steps 2000 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.5 --open-fraction 0.2
+  --max-steps 1600 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.5 --open-fraction 0.2 --lookup-fraction 0.25
 python -m tools.export_checkpoint "$RUNS/stage3" "$OUT"
 python -m eval.evaluate --model "$OUT" --data "$DATA" --split test --output "eval/results-$(basename "$OUT")"
