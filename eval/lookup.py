@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from eval.evaluate import LETTERS, _write_json
-from train.data import chat_conversation, lookup_turn, read_split
+from train.data import chat_conversation, lookup_turn, pad_chat_batch, read_split
 
 
 def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: int = 0):
@@ -65,13 +65,8 @@ def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int =
     hits = 0
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        width = max(len(ids) for ids, _, _ in chunk)
-        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id)
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (ids, _, _) in enumerate(chunk):  # right padding: positions stay those of `ids`
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        batch = pad_chat_batch([(ids, ids) for ids, _, _ in chunk], tokenizer.pad_token_id)  # right padding
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         for row, (_, position, letter) in enumerate(chunk):
             hits += int(logits[row, position - 1, letter_ids].argmax().item() == letter)
     return {"accuracy": hits / len(prompts), "lookups": len(prompts)}

@@ -19,8 +19,8 @@ def training_table(runs: Path) -> str:
         losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
         steps = max(entry.get("step", 0) for entry in log["log_history"])
         total += log["wall_seconds"]
-        rows.append(f"| {stage.lstrip('_')} | {log['videos']} | {log['examples']} | {steps} | {log['wall_seconds'] / 60:.1f} min "
-                    f"| {float(losses[0]):.3f} -> {float(losses[-1]):.3f} |")
+        rows.append(f"| {stage.lstrip('_')} | {log['videos']} | {log['examples']} | {steps} | "
+                    f"{log['wall_seconds'] / 60:.1f} min | {float(losses[0]):.3f} -> {float(losses[-1]):.3f} |")
     rows.append(f"| all | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)
 

@@ -3,9 +3,10 @@
 Videos are decoded once with the model's own processor (`processor.load_video`, the inference path) and cached
 as float16 `pixel_values`; every stage then reads the cache.
 
-- text stage (optional, LLM only, no media): option lookups, one multiple-choice question per chat with the user
-  asking which option says a given text and the answer naming it with its letter (`lookup_turn`), so the LLM
-  can learn to bind an option's text to its letter before it has to choose the content (README "Run v4");
+- text stage (between stages 0 and 1; LLM only, no media): option lookups, one multiple-choice question per chat
+  with the user asking which option says a given text and the answer naming it with its letter (`lookup_turn`),
+  so the LLM can learn to bind an option's text to its letter before it has to choose the content (README
+  "Results");
 - stage 1 (alignment): "<video> Describe the video." -> the whole-video caption, pool tokens only (no soft
   caption tokens), so the vision tower and the pool projector learn to carry the video into the LLM;
 - stage 2 (expert): clip captions, the expert's caption cross-entropy with EOS (density-aware supervision);

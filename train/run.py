@@ -1,13 +1,14 @@
 """Run one LangDC training stage.
 
     python -m train.run --data data/synthvid --stage 0 --init tools/configs/synthvid.json --output runs/stage0
-    python -m train.run --data data/synthvid --stage 1 --init runs/stage0 --output runs/stage1
+    python -m train.run --data data/synthvid --stage text --init runs/stage0 --output runs/stage_text
+    python -m train.run --data data/synthvid --stage 1 --init runs/stage_text --output runs/stage1
     python -m train.run --data data/synthvid --stage 2 --init runs/stage1 --output runs/stage2
     python -m train.run --data data/synthvid --stage 3 --init runs/stage2 --output runs/stage3
 
 `--init` is a config spec (a BPE tokenizer is trained on the split's text, the model starts random) or a checkpoint
-folder of the previous stage. Stage 0 pretrains the vision tower on dense patch labels (train/vision.py); the
-optional text stage (`--stage text`, between stages 0 and 1) trains the LLM on option lookups (train/data.py). The same command runs on CPU, one GPU, or several GPUs / nodes under
+folder of the previous stage. Stage 0 pretrains the vision tower on dense patch labels (train/vision.py), the text
+stage the LLM on option lookups (train/data.py). The same command runs on CPU, one GPU, or several GPUs / nodes under
 `accelerate launch -m train.run ...` (DeepSpeed or FSDP through the accelerate config). `--resume` continues from
 the last `Trainer` checkpoint in `OUTPUT/trainer`. The output folder is a complete checkpoint (remote code,
 tokenizer, processor) that loads with `AutoModel.from_pretrained(..., trust_remote_code=True)`.
