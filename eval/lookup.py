@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from eval.evaluate import LETTERS, _write_json
-from train.data import chat_conversation, lookup_turn, pad_chat_batch, read_split
+from train.data import chat_conversation, lookup_turn, read_split
 
 
 def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: int = 0):
@@ -48,12 +48,28 @@ def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: in
 
 
 @torch.no_grad()
-def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int = 256, seed: int = 0,
-                    batch_size: int = 64) -> dict:
-    """`{"accuracy", "lookups"}`: the share of lookups whose most likely letter (of the four) is the right one.
+def letter_logits(model, tokenizer, prompts, batch_size: int = 64) -> torch.Tensor:
+    """`[N, 4]` logits of the four option letters where each prompt of `lookup_prompts` predicts its letter.
 
     `model` maps `input_ids [B, L]` and `attention_mask [B, L]` to `logits [B, L, V]` (a LangDC model or its
-    `language_model`).
+    `language_model`). Batches are left-padded, as LangDC's forward re-pads its spliced batch, and positions are
+    counted from the end, so the result does not depend on `batch_size`.
+    """
+    letter_ids = torch.tensor([tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS])
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="left", return_tensors="pt")
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        for row, (ids, position, _) in enumerate(chunk):
+            rows.append(logits[row, logits.shape[1] - (len(ids) - position) - 1, letter_ids].float())
+    return torch.stack(rows)
+
+
+def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int = 256, seed: int = 0,
+                    batch_size: int = 64) -> dict:
+    """`{"accuracy", "lookups"}`: the share of lookups whose most likely letter (of the four) is the right one
+    (`letter_logits` on `lookup_prompts`).
 
     Raises:
         ValueError: if there are no questions, or as `lookup_prompts`.
@@ -61,14 +77,8 @@ def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int =
     prompts = lookup_prompts(records, tokenizer, system_message, limit, seed)
     if not prompts:
         raise ValueError("No multiple-choice questions to draw lookups from.")
-    letter_ids = torch.tensor([tokenizer.convert_tokens_to_ids(letter) for letter in LETTERS])
-    hits = 0
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        batch = pad_chat_batch([(ids, ids) for ids, _, _ in chunk], tokenizer.pad_token_id)  # right padding
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        for row, (_, position, letter) in enumerate(chunk):
-            hits += int(logits[row, position - 1, letter_ids].argmax().item() == letter)
+    predicted = letter_logits(model, tokenizer, prompts, batch_size).argmax(-1)
+    hits = sum(int(p == letter) for p, (_, _, letter) in zip(predicted.tolist(), prompts))
     return {"accuracy": hits / len(prompts), "lookups": len(prompts)}
 
 

@@ -268,3 +268,20 @@ def test_lookup_accuracy_scores_a_stage_checkpoint(stages, micro_data, tmp_path)
                      "--output", str(tmp_path)])
     assert result["lookups"] == 10 and 0.0 <= result["accuracy"] <= 1.0
     assert json.loads((tmp_path / "lookup_train.json").read_text())["accuracy"] == result["accuracy"]
+
+
+def test_lookup_letter_logits_do_not_depend_on_padding_or_wrapper(stages, micro_data):
+    # LangDC's forward left-pads its spliced batch; lookups of different lengths must still be read at their letter
+    from transformers import AutoTokenizer
+
+    from eval.lookup import letter_logits, lookup_prompts
+    from train.data import read_split
+
+    model = _load(stages["text"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(stages["text"])
+    prompts = lookup_prompts(read_split(micro_data, "train"), tokenizer, model.config.system_message, limit=12)
+    assert len({len(ids) for ids, _, _ in prompts}) > 1  # the batch needs padding
+    alone = letter_logits(model, tokenizer, prompts, batch_size=1)
+    torch.testing.assert_close(letter_logits(model, tokenizer, prompts, batch_size=12), alone, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(letter_logits(model.language_model, tokenizer, prompts, batch_size=12), alone,
+                               atol=1e-4, rtol=1e-4)
