@@ -39,8 +39,8 @@ def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: in
         user, answer = lookup_turn(question, rng)
         ids, _ = chat_conversation(tokenizer, system_message, [(user, answer)])
         letter = LETTERS.index(answer[-2])  # the answer ends with "(L)"
-        position = len(ids) - 1 - ids[::-1].index(letter_ids[letter]) if letter_ids[letter] in ids else -1
-        if position < len(ids) - 4:  # the letter must be among the answer's last tokens: "(", L, ")", <|im_end|>
+        position = len(ids) - 3  # the chat ends with the answer's " (", L, ")", <|im_end|>
+        if ids[position] != letter_ids[letter]:
             raise ValueError(f"The tokenizer does not keep the option letter {LETTERS[letter]!r} as one token in "
                              f"{answer!r}.")
         prompts.append((ids, position, letter))

@@ -7,19 +7,21 @@ import argparse
 import json
 from pathlib import Path
 
+from train.data import STAGES
+
 
 def training_table(runs: Path) -> str:
     rows = ["| stage | videos | examples | steps | wall time | first -> last logged loss |", "|---|---|---|---|---|---|"]
     total = 0.0
-    for stage in ("0", "_text", "1", "2", "3"):  # the stages a run has, in recipe order
-        path = runs / f"stage{stage}" / "train_log.json"
+    for stage in STAGES:  # the stages a run has, in recipe order, in train/recipe.sh's folders
+        path = runs / (f"stage{stage}" if isinstance(stage, int) else f"stage_{stage}") / "train_log.json"
         if not path.is_file():
             continue
         log = json.loads(path.read_text())
         losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
         steps = max(entry.get("step", 0) for entry in log["log_history"])
         total += log["wall_seconds"]
-        rows.append(f"| {stage.lstrip('_')} | {log['videos']} | {log['examples']} | {steps} | "
+        rows.append(f"| {stage} | {log['videos']} | {log['examples']} | {steps} | "
                     f"{log['wall_seconds'] / 60:.1f} min | {float(losses[0]):.3f} -> {float(losses[-1]):.3f} |")
     rows.append(f"| all | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)

@@ -184,7 +184,8 @@ class StageDataset(Dataset):
         self.stage = stage
         self.tokenizer = tokenizer
         self.system_message = system_message
-        self.clip_caption_ids = [clip_caption_ids(tokenizer, record) for record in records]
+        # the text stage has no media, so no captions to tokenise
+        self.clip_caption_ids = [] if stage == TEXT_STAGE else [clip_caption_ids(tokenizer, r) for r in records]
         self.generated = generated_captions
         self.ground_truth_fraction = ground_truth_fraction
         self.open_fraction = open_fraction
@@ -233,7 +234,7 @@ class LangDCCollator:
     `num_patches_list` entry (one tile per frame) and `data_flag=3` per sample, `caption_ids` flattened per clip;
     text-stage items (no video) give the padded text only."""
 
-    pixels: torch.Tensor  # [N_videos, T, 3, S, S] float16
+    pixels: torch.Tensor | None  # [N_videos, T, 3, S, S] float16; None for the text stage
     pad_token_id: int
 
     def __call__(self, items: list[dict]) -> dict:

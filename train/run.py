@@ -25,8 +25,8 @@ from transformers import TrainingArguments
 from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
-from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, LangDCCollator, StageDataset,
-                        clip_caption_ids, load_pixel_cache, read_split)
+from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
+                        StageDataset, clip_caption_ids, load_pixel_cache, read_split)
 from train.stages import LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
@@ -114,7 +114,9 @@ def main(argv=None) -> None:
 
     records = read_split(args.data, "train")[: args.train_videos]
     model, tokenizer, processor = initial_model(args.init, records, args.vocab_size, args.seed)
-    pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames)[: len(records)]
+    pixels = None  # the text stage reads no media
+    if args.stage != TEXT_STAGE:
+        pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames)[: len(records)]
     generated = None
     if args.stage == 3 and args.ground_truth_fraction < 1.0:
         generated = generate_captions(model, pixels)
