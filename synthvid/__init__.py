@@ -14,7 +14,8 @@ Public API:
 """
 
 from .captions import caption_event_count, clip_caption, clip_captions, video_caption
-from .dataset import HELD_OUT_PAIRS, SEEN_PAIRS, build_dataset, has_held_out_pair, make_record, make_spec
+from .dataset import (HELD_OUT_PAIRS, SEEN_PAIRS, build_dataset, has_held_out_pair, make_record, make_spec,
+                      text_only_records)
 from .questions import TASKS, format_answer, format_question, generate_questions, open_question, permute_options
 from .render import read_mp4, render_attribute_maps, render_frames, write_mp4
 from .sampler import DENSITIES, all_pairs, sample_scene, scene_pairs
@@ -38,5 +39,5 @@ __all__ = [
     "all_pairs", "build_dataset", "caption_event_count", "clip_caption", "clip_captions", "clip_event_counts",
     "compute_truth", "format_answer", "format_question", "generate_questions", "has_held_out_pair", "make_record",
     "make_spec", "object_states", "open_question", "permute_options", "read_mp4", "render_attribute_maps", "render_frames", "sample_scene", "scene_pairs",
-    "validate_spec", "video_caption", "write_mp4",
+    "text_only_records", "validate_spec", "video_caption", "write_mp4",
 ]

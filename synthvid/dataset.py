@@ -128,6 +128,23 @@ def _records(jobs: list[tuple], workers: int) -> list[dict]:
         return list(pool.imap(_make_record_job, jobs, chunksize=IMAP_CHUNKSIZE))
 
 
+def text_only_records(seed: int, start: int, count: int, workers: int = 1) -> list[dict]:
+    """Records of the training scenes `start .. start + count - 1` of dataset `seed` without their videos: captions
+    and questions only (`video` is None), ~4 ms per scene instead of rendering and encoding an mp4. They never show a
+    held-out pair; with `start` >= the built training count they are new scenes (text for the LLM's text stage).
+
+    Raises:
+        ValueError: for a negative `seed`, `start` or `count`, or `workers < 1`.
+    """
+    for name, value in (("seed", seed), ("start", start), ("count", count)):
+        if value < 0:
+            raise ValueError(f"{name}: must be >= 0, got {value}")
+    if workers < 1:
+        raise ValueError(f"workers: must be >= 1, got {workers}")
+    jobs = [("train", seed, index, None) for index in range(start, start + count)]
+    return [{**record, "video": None} for record in _records(jobs, workers)]
+
+
 def build_dataset(out_dir, counts: dict[str, int], seed: int, workers: int = 1) -> dict:
     """Generate every split into `out_dir` and return the meta dict (also written to `out_dir/meta.json`).
 

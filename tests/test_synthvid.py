@@ -433,6 +433,23 @@ def _read(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_text_only_records_continue_the_training_scenes_without_videos(built):
+    from synthvid import text_only_records
+
+    first = built[0]
+    train = _read(first / "train.jsonl")
+    again = text_only_records(5, 0, len(train))  # the built scenes, re-sampled as text
+    assert [r["clip_captions"] for r in again] == [r["clip_captions"] for r in train]
+    assert [r["questions"] for r in again] == [r["questions"] for r in train]
+    assert all(r["video"] is None for r in again)
+    more = text_only_records(5, len(train), 4, workers=2)
+    assert [r["id"] for r in more] == [f"train_{i:06d}" for i in range(len(train), len(train) + 4)]
+    assert not any(has_held_out_pair(r["spec"]) for r in more)
+    assert not list((first / "videos" / "train").glob(f"{more[0]['id']}*"))  # nothing rendered
+    with pytest.raises(ValueError, match="count"):
+        text_only_records(5, 0, -1)
+
+
 def test_build_is_deterministic(built):
     first, second = built
     for name in ("train.jsonl", "val.jsonl", "test.jsonl", "meta.json"):

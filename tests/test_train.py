@@ -36,7 +36,8 @@ def stages(micro_data, tmp_path_factory):
     outputs = {}
     for stage, steps in ((0, 12), ("text", 12), (1, 12), (2, 12), (3, 12)):
         outputs[stage] = root / f"stage{stage}"
-        extra = {2: ["--freeze-vision-tower"], 3: ["--align-caption-projector"]}.get(stage, [])
+        extra = {"text": ["--caption-qa-fraction", "0.5", "--lookup-fraction", "0.5", "--text-scenes", "4"],
+                 2: ["--freeze-vision-tower"], 3: ["--align-caption-projector"]}.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
         init = outputs[stage]
@@ -244,6 +245,34 @@ def test_stage_three_lookup_fraction_appends_one_lookup_turn(micro_data):
     assert text.index("Which option says") > text.rindex("Answer with the option's letter.")  # the last turn
 
 
+def test_text_stage_caption_qa_reads_the_captions_as_text(micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, clip_caption_ids, read_split, splice_captions
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    video_id = tokenizer.convert_tokens_to_ids("<video>")
+    dataset = StageDataset(records, "text", tokenizer, "system", open_fraction=0.0, seed=0, caption_qa_fraction=1.0,
+                           video_token_id=video_id)
+    item = dataset[0]
+    assert item["video"] is None and item["caption_ids"] is None  # text only: no media for the collator
+    captions = [t for clip in clip_caption_ids(tokenizer, records[0]) for t in clip]
+    ids, labels = item["input_ids"], item["labels"]
+    at = next(i for i in range(len(ids)) if ids[i : i + len(captions)] == captions)
+    assert video_id not in ids and set(labels[at : at + len(captions)]) == {-100}  # read, not written
+    answers = tokenizer.decode([label for label in labels if label != -100])
+    assert answers.count("<|im_end|>") == len(records[0]["questions"])  # the video's whole conversation
+    lookups = StageDataset(records, "text", tokenizer, "system", seed=0)  # the default: lookups only
+    assert "Which option says" in tokenizer.decode(lookups[0]["input_ids"]) and len(lookups[0]["input_ids"]) < len(ids)
+    with pytest.raises(ValueError, match="one <video>"):
+        splice_captions([1, 2], [1, 2], video_id, [[3]])
+    with pytest.raises(ValueError, match="video_token_id"):
+        StageDataset(records, "text", tokenizer, "system", caption_qa_fraction=0.5)
+    with pytest.raises(ValueError, match="open_fraction"):
+        StageDataset(records, 3, tokenizer, "system", open_fraction=1.5)
+
+
 def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):
     from train.text_qa_probe import main as probe
 
@@ -259,6 +288,17 @@ def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):
     from synthvid import TASKS
 
     assert set(last["per_task"]) <= set(TASKS)
+    continued = probe(["--data", str(micro_data), "--tokenizer", str(stages["text"]), "--init", str(stages["text"]),
+                       "--steps", "2", "--eval-every", "2", "--batch-size", "2", "--output", str(tmp_path / "init"),
+                       "--threads", "1"])
+    assert continued["parameters"] == _load(stages["text"]).language_model.num_parameters()
+    with pytest.raises(ValueError, match="exactly one"):
+        probe(["--data", str(micro_data), "--tokenizer", str(stages[1]), "--output", str(tmp_path)])
+
+
+def test_text_stage_log_counts_the_text_only_scenes(stages):
+    log = json.loads((stages["text"] / "train_log.json").read_text())
+    assert log["text_scenes"] == 4 and log["videos"] == 6
 
 
 def test_lookup_accuracy_scores_a_stage_checkpoint(stages, micro_data, tmp_path):

@@ -6,7 +6,9 @@ as float16 `pixel_values`; every stage then reads the cache.
 - text stage (between stages 0 and 1; LLM only, no media): option lookups, one multiple-choice question per chat
   with the user asking which option says a given text and the answer naming it with its letter (`lookup_turn`),
   so the LLM can learn to bind an option's text to its letter before it has to choose the content (README
-  "Results");
+  "Results"); and, for a share of the examples, the stage-3 conversation of a video with its ground-truth clip
+  captions as text in place of the `<video>` placeholder (`splice_captions`), so the LLM learns to read captions
+  and answer before it meets soft tokens (the role of the paper's pretrained LLM);
 - stage 1 (alignment): "<video> Describe the video." -> the whole-video caption, pool tokens only (no soft
   caption tokens), so the vision tower and the pool projector learn to carry the video into the LLM;
 - stage 2 (expert): clip captions, the expert's caption cross-entropy with EOS (density-aware supervision);
@@ -142,6 +144,23 @@ def lookup_turn(question: dict, rng: random.Random) -> tuple[str, str]:
     return user, format_answer({**question, "answer": index, "answer_text": option})
 
 
+def splice_captions(ids: list[int], labels: list[int], video_token_id: int,
+                    caption_ids: list[list[int]]) -> tuple[list[int], list[int]]:
+    """Replace the one `<video>` placeholder of a tokenised chat by its clips' caption token ids, concatenated in
+    clip order and unsupervised: the text stand-in for the soft caption tokens, which are the projected expert
+    embeddings of the same ids (`soft_token_layer` 0; with `train.stages.align_caption_projector` stage 3 starts
+    with them equal to these embeddings).
+
+    Raises:
+        ValueError: if `ids` does not hold exactly one `video_token_id`.
+    """
+    if ids.count(video_token_id) != 1:
+        raise ValueError(f"Expected one <video> placeholder (id {video_token_id}), got {ids.count(video_token_id)}.")
+    at = ids.index(video_token_id)
+    text = [token for clip in caption_ids for token in clip]
+    return ids[:at] + text + ids[at + 1 :], labels[:at] + [IGNORE_INDEX] * len(text) + labels[at + 1 :]
+
+
 def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float,
                     first_prefix: str = "") -> list[tuple[str, str]]:
     """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
@@ -169,32 +188,48 @@ class StageDataset(Dataset):
         questions_per_example: stage 3: questions of a video per conversation (0 = all of them in one).
         lookup_fraction: stage 3: share of conversations that end with one option lookup (`lookup_turn`), which
             keeps the letter binding of the text stage in use while the LLM learns to read soft tokens.
+        caption_qa_fraction: text stage: share of examples that are, instead of a lookup, the stage-3
+            conversation of the question's video (all its questions, the last one a lookup with probability
+            `lookup_fraction`) with its ground-truth captions as text (`splice_captions`).
+        video_token_id: the `<video>` placeholder id; needed when `caption_qa_fraction` > 0.
         seed: sampling seed. Text and stage-3 examples are drawn anew each time they are read (option order; stage
             3 also question order, open or multiple choice, the caption source), so epochs differ.
 
     Raises:
-        ValueError: for stage 0 or an unknown stage.
+        ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], or `caption_qa_fraction` > 0
+            without `video_token_id` or outside the text stage.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
                  ground_truth_fraction: float = 0.0, open_fraction: float = 0.2, seed: int = 0,
-                 questions_per_example: int = 0, lookup_fraction: float = 0.0):
+                 questions_per_example: int = 0, lookup_fraction: float = 0.0, caption_qa_fraction: float = 0.0,
+                 video_token_id: int | None = None):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
+        for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
+                            ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
+        if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
+            raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
         self.stage = stage
         self.tokenizer = tokenizer
         self.system_message = system_message
-        # the text stage has no media, so no captions to tokenise
-        self.clip_caption_ids = [] if stage == TEXT_STAGE else [clip_caption_ids(tokenizer, r) for r in records]
+        # a text stage of lookups only reads no captions
+        reads_captions = stage != TEXT_STAGE or caption_qa_fraction > 0
+        self.clip_caption_ids = [clip_caption_ids(tokenizer, r) for r in records] if reads_captions else []
         self.generated = generated_captions
         self.ground_truth_fraction = ground_truth_fraction
         self.open_fraction = open_fraction
         self.lookup_fraction = lookup_fraction
+        self.caption_qa_fraction = caption_qa_fraction
+        self.video_token_id = video_token_id
+        self.records = records
         self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
         self.items = []
         for index, record in enumerate(records):
             if stage == TEXT_STAGE:
-                self.items += [(None, question) for question in record["questions"]]
+                self.items += [(index, question) for question in record["questions"]]
             elif stage == 1:
                 self.items.append((index, chat_example(tokenizer, system_message, f"<video>\n{DESCRIBE_PROMPT}",
                                                        record["video_caption"])))
@@ -213,19 +248,31 @@ class StageDataset(Dataset):
         video, content = self.items[i]
         input_ids = labels = captions = None
         if self.stage == TEXT_STAGE:
-            input_ids, labels = chat_conversation(self.tokenizer, self.system_message, [lookup_turn(content, self.rng)])
+            if self.caption_qa_fraction and self.rng.random() < self.caption_qa_fraction:  # draw only when mixing: a lookup-only
+                # text stage keeps run v4's example stream
+                input_ids, labels = splice_captions(*self._qa_conversation(self.records[video]["questions"]),
+                                                    self.video_token_id, self.clip_caption_ids[video])
+            else:
+                input_ids, labels = chat_conversation(self.tokenizer, self.system_message,
+                                                      [lookup_turn(content, self.rng)])
+            video = None  # no media
         elif self.stage == 1:
             (input_ids, labels), captions = content, [[] for _ in self.clip_caption_ids[video]]  # pool tokens only
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
         else:
-            turns = sample_qa_turns(content, self.rng, self.open_fraction, first_prefix="<video>\n")
-            if self.rng.random() < self.lookup_fraction:
-                turns.append(lookup_turn(self.rng.choice(content), self.rng))
-            input_ids, labels = chat_conversation(self.tokenizer, self.system_message, turns)
+            input_ids, labels = self._qa_conversation(content)
             use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
             captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
+
+    def _qa_conversation(self, questions: list[dict]) -> tuple[list[int], list[int]]:
+        """A stage-3 conversation over `questions` after a `<video>` placeholder, ending with an option lookup with
+        probability `lookup_fraction`."""
+        turns = sample_qa_turns(questions, self.rng, self.open_fraction, first_prefix="<video>\n")
+        if self.rng.random() < self.lookup_fraction:
+            turns.append(lookup_turn(self.rng.choice(questions), self.rng))
+        return chat_conversation(self.tokenizer, self.system_message, turns)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
+from synthvid import text_only_records
 from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
@@ -31,6 +32,7 @@ from train.stages import LangDCTrainer, align_caption_projector, count_trainable
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
 CAPTION_BATCH_VIDEOS = 32
+SCENE_WORKERS = 2  # processes sampling --text-scenes (the recipe's synthvid.build --workers)
 
 
 def corpus(records, config_spec: dict) -> list[str]:
@@ -99,7 +101,14 @@ def main(argv=None) -> None:
                         help="stage 3: start the caption projector as the least-squares map from the expert's to the "
                              "LLM's embeddings of the caption tokens (train.stages.align_caption_projector)")
     parser.add_argument("--lookup-fraction", type=float, default=0.0,
-                        help="stage 3: share of conversations ending with one option lookup turn")
+                        help="stage 3 (and the text stage's caption QA): share of conversations ending with one "
+                             "option lookup turn")
+    parser.add_argument("--caption-qa-fraction", type=float, default=0.0,
+                        help="text stage: share of examples that are a video's QA conversation with its ground-truth "
+                             "captions as text instead of an option lookup")
+    parser.add_argument("--text-scenes", type=int, default=0,
+                        help="text stage: this many more training scenes, sampled as text only (captions and "
+                             "questions, no video; synthvid.text_only_records) after the split's own")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -114,6 +123,12 @@ def main(argv=None) -> None:
 
     records = read_split(args.data, "train")[: args.train_videos]
     model, tokenizer, processor = initial_model(args.init, records, args.vocab_size, args.seed)
+    if args.text_scenes:
+        if args.stage != TEXT_STAGE:
+            raise ValueError(f"--text-scenes belongs to the text stage, got --stage {args.stage}.")
+        meta = json.loads((args.data / "meta.json").read_text())
+        records = records + text_only_records(meta["seed"], meta["counts"]["train"], args.text_scenes,
+                                              workers=SCENE_WORKERS)
     pixels = None  # the text stage reads no media
     if args.stage != TEXT_STAGE:
         pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames)[: len(records)]
@@ -137,7 +152,7 @@ def main(argv=None) -> None:
     else:
         dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
                                args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
-                               args.lookup_fraction)
+                               args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id)
         collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id), model
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
@@ -177,7 +192,8 @@ def main(argv=None) -> None:
     log = {
         "stage": args.stage,
         "examples": len(dataset),
-        "videos": len(records),
+        "videos": len(records) - args.text_scenes,
+        "text_scenes": args.text_scenes,
         "trainable_parameters": trainable,
         "wall_seconds": time.perf_counter() - started,
         "device": str(model.device),

@@ -116,11 +116,25 @@ def generation_accuracy(model, tokenizer, prompts, batch_size: int = 32, max_new
             "generated_named": sum(named_hits) / len(named_hits)}
 
 
+def initial_llm(spec: Path | None, init: Path | None, tokenizer):
+    """The LLM to probe (float32): random from `spec`'s `text_config`, or the `language_model` of checkpoint `init`."""
+    if init is not None:
+        modeling = import_remote("modeling_langdc")
+        return modeling.LangDCForConditionalGeneration.from_pretrained(init, dtype=torch.float32).language_model
+    text_config = dict(json.loads(spec.read_text())["text_config"])
+    config = AutoConfig.for_model(text_config.pop("model_type"), vocab_size=len(tokenizer),
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                  **text_config)
+    return AutoModelForCausalLM.from_config(config)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
     parser.add_argument("--tokenizer", type=Path, required=True, help="a trained checkpoint (its BPE tokenizer)")
-    parser.add_argument("--spec", type=Path, required=True, help="model spec .json; its text_config is the LLM")
+    parser.add_argument("--spec", type=Path, default=None, help="model spec .json; its text_config is the LLM")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="a LangDC checkpoint whose LLM to continue from (e.g. after the text stage), not --spec")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -136,11 +150,9 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=True)
-    text_config = dict(json.loads(args.spec.read_text())["text_config"])
-    config = AutoConfig.for_model(text_config.pop("model_type"), vocab_size=len(tokenizer),
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                  **text_config)
-    model = AutoModelForCausalLM.from_config(config).train()
+    if (args.spec is None) == (args.init is None):
+        raise ValueError("Give exactly one of --spec (a random LLM) and --init (a checkpoint's LLM).")
+    model = initial_llm(args.spec, args.init, tokenizer).train()
     train = read_split(args.data, "train")
     val = validation_prompts(read_split(args.data, "val")[: args.val_videos], tokenizer)
     if not val or len(train) < args.batch_size:
