@@ -499,14 +499,30 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         return self.video_model(pixel_values=pixel_values).last_hidden_state[:, 1:]
 
     def _encode_frames(
-        self, pixel_values: torch.Tensor, video_pixel_values: torch.Tensor | None, plan: _MediaPlan
+        self,
+        pixel_values: torch.Tensor | None,
+        video_pixel_values: torch.Tensor | None,
+        plan: _MediaPlan,
+        image_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Features of both encoders: `([F, P, D_v], [F, P_v, D_video] or None)`.
+        """Features of both encoders: `([F, P, D_v], [F, P_v, D_video] or None)`; given `image_features` (the
+        vision tower's output, precomputed) stand in for the tower.
 
         Raises:
             ValueError: if the model has a video encoder and `video_pixel_values` is missing or does not hold one
-                frame per tile of `pixel_values`, or if it has none and `video_pixel_values` is given.
+                frame per tile of `pixel_values`, or if it has none and `video_pixel_values` is given; if
+                `image_features` are given to a two-encoder model or are not `[F, patches_per_tile, D_v]`.
         """
+        if image_features is not None:
+            if self.video_model is not None:
+                raise ValueError("`image_features` replace the vision tower of single-encoder models only; this model "
+                                 "has a video encoder (`video_config`): pass `pixel_values`.")
+            expected = (self.config.patches_per_tile, self.config.vision_config.hidden_size)
+            if image_features.dim() != 3 or tuple(image_features.shape[1:]) != expected:
+                raise ValueError(f"`image_features` must be [frames, {expected[0]}, {expected[1]}] "
+                                 f"(`get_image_features` output), got {tuple(image_features.shape)}.")
+            dtype = self.vision_model.get_input_embeddings().weight.dtype
+            return image_features.to(device=self.device, dtype=dtype), None
         if self.video_model is None:
             if video_pixel_values is not None:
                 raise ValueError("`video_pixel_values` was given but this model has no video encoder (`video_config`).")
@@ -663,11 +679,12 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def expert_caption_loss(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         caption_ids: list[list[int]],
         num_patches_list: list[list[int]],
         data_flag=None,
         video_pixel_values: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Caption cross-entropy of the expert on ground-truth clip captions (training stage II, research/langdc.md §3).
 
@@ -678,6 +695,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             num_patches_list: per sample, tiles per image or per frame.
             data_flag: per-sample flags (1/2 images, 3 video).
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames for the video encoder (two-encoder models only).
+            image_features: `[F, P, D_v]` the vision tower's features of those frames, precomputed
+                (`get_image_features`; training with a frozen tower), instead of `pixel_values`.
 
         Returns:
             Mean token-level cross-entropy, shape `()`.
@@ -688,10 +707,11 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if self.expert is None:
             raise ValueError("This model has no language expert (`use_expert=False`): there is no caption loss.")
         flags = normalize_data_flags(data_flag, len(num_patches_list))
-        plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
+        frames = self._frames(pixel_values, image_features)
+        plan = self._plan_media_without_prompt(num_patches_list, flags, frames.shape[0])
         if len(caption_ids) != len(plan.clip_tiles):
             raise ValueError(f"Got {len(caption_ids)} captions for {len(plan.clip_tiles)} clips.")
-        features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
+        features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan, image_features)
         prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         outputs, start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=False)
         eos = self.config.expert_eos_token_ids[0]
@@ -708,6 +728,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         num_patches_list: list[list[int]],
         data_flag=None,
         video_pixel_values: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Caption every clip with the expert alone (one batched `generate`), without the LLM.
 
@@ -716,19 +737,31 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             num_patches_list: per sample, tiles per image (data_flag 1/2) or per frame (data_flag 3).
             data_flag: per-sample flags.
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames for the video encoder (two-encoder models only).
+            image_features: `[F, P, D_v]` precomputed vision-tower features instead of `pixel_values`.
 
         Returns:
             One list of expert token ids per clip (EOS excluded), clips of all samples in order; empty lists for a
             model without an expert (`use_expert=False`: every clip gives zero caption tokens).
         """
         flags = normalize_data_flags(data_flag, len(num_patches_list))
-        plan = self._plan_media_without_prompt(num_patches_list, flags, pixel_values.shape[0])
+        frames = self._frames(pixel_values, image_features)
+        plan = self._plan_media_without_prompt(num_patches_list, flags, frames.shape[0])
         if self.expert is None:
             return [[] for _ in plan.clip_tiles]
-        features, video_features = self._encode_frames(pixel_values.to(self.device), video_pixel_values, plan)
+        if pixel_values is not None:
+            pixel_values = pixel_values.to(self.device)
+        features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan, image_features)
         prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         captions, _ = self._generate_captions(prompts, prompt_mask, use_cache=True)
         return captions
+
+    @staticmethod
+    def _frames(pixel_values: torch.Tensor | None, image_features: torch.Tensor | None) -> torch.Tensor | None:
+        """The tensor that holds one row per tile/frame: `pixel_values`, or `image_features` in their place.
+        Raises `ValueError` if both are given."""
+        if pixel_values is not None and image_features is not None:
+            raise ValueError("Give `pixel_values` or precomputed `image_features`, not both.")
+        return pixel_values if pixel_values is not None else image_features
 
     def _plan_media_without_prompt(self, num_patches_list, flags, num_tiles) -> _MediaPlan:
         """Plan for media that is not tied to a prompt (expert training): one placeholder per image or frame."""
@@ -740,20 +773,22 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     # -- 4. encode media: vision -> expert -> soft tokens (+ pool branch) ------------------------------------------
     def _encode_media(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         plan: _MediaPlan,
         caption_ids: list[list[int]] | None = None,
         use_cache: bool = True,
         video_pixel_values: torch.Tensor | None = None,
         compressor=None,
+        image_features: torch.Tensor | None = None,
     ) -> _Media:
-        """Run the vision tower (and video encoder) once on all tiles, caption all clips in one expert `generate`
-        (or use the given `caption_ids`, teacher forcing), and project soft and pool tokens into the LLM space.
+        """Run the vision tower (and video encoder) once on all tiles (or take precomputed `image_features`),
+        caption all clips in one expert `generate` (or use the given `caption_ids`, teacher forcing), and project
+        soft and pool tokens into the LLM space.
 
         Without an expert (`use_expert=False`) every clip gets zero caption tokens and `caption_ids` is ignored. A
         pre-LLM `compressor` (`compression_langdc.TokenCompressor`) reduces each sample's pool-branch tokens.
         """
-        device = pixel_values.device
+        device = self.device
         timings = {}
         start = time.perf_counter()
         saliency, saliency_seconds = None, 0.0
@@ -762,7 +797,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 pixel_values, video_pixel_values, plan
             )
         else:
-            features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan)
+            features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan, image_features)
         _synchronize(device)
         timings["vision"] = time.perf_counter() - start - saliency_seconds
 
@@ -957,6 +992,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         use_cache: bool = True,
         video_pixel_values: torch.Tensor | None = None,
         compressor=None,
+        image_features: torch.Tensor | None = None,
     ):
         """Shared by `forward` and `generate`: validate, encode media, splice. Returns
         `(inputs_embeds, attention_mask, labels, media, rows, visual_counts, pool_mask)`."""
@@ -969,13 +1005,14 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if labels is not None:
             label_rows = [lab[mask.bool()].tolist() for lab, mask in zip(labels, attention_mask)]
         batch = len(rows)
-        num_patches = self._normalize_num_patches(num_patches_list, pixel_values, batch)
-        if pixel_values is None:
+        frames = self._frames(pixel_values, image_features)
+        num_patches = self._normalize_num_patches(num_patches_list, frames, batch)
+        if frames is None:
             flags = [DATA_FLAG_TEXT] * batch
         else:
             flags = normalize_data_flags(data_flag, batch)
             flags = [DATA_FLAG_TEXT if not patches else flag for flag, patches in zip(flags, num_patches)]
-        num_tiles = 0 if pixel_values is None else pixel_values.shape[0]
+        num_tiles = 0 if frames is None else frames.shape[0]
         plan = self._plan_media(rows, num_patches, flags, num_tiles)
         media = None
         if plan.clip_tiles:
@@ -984,8 +1021,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 [len(r) - self._count_placeholders(r) + t * pool_per_tile for r, t in zip(rows, plan.tiles_per_sample)],
                 "text + pool tokens, before captioning",
             )
+            if pixel_values is not None:
+                pixel_values = pixel_values.to(self.device)
             media = self._encode_media(
-                pixel_values.to(self.device), plan, caption_ids, use_cache, video_pixel_values, compressor
+                pixel_values, plan, caption_ids, use_cache, video_pixel_values, compressor, image_features
             )
         inputs_embeds, mask, spliced_labels, visual_counts, pool_mask = self._splice(rows, media, label_rows)
         self._check_context(mask.sum(-1).tolist(), "text + visual tokens")
@@ -1038,6 +1077,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         video_pixel_values: torch.FloatTensor | None = None,
+        image_features: torch.FloatTensor | None = None,
         **kwargs,
     ) -> LangDCCausalLMOutputWithPast:
         """Teacher-forced forward pass of the whole model.
@@ -1054,6 +1094,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             labels: `[B, L]` targets aligned with `input_ids` (`-100` = ignored); visual positions are ignored.
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames/tiles at the video encoder's size (two-encoder
                 models only; the processor returns them).
+            image_features: `[F, P, D_v]` the vision tower's features of the tiles/frames (`get_image_features`),
+                precomputed, in place of `pixel_values` (single-encoder models): training with a frozen tower
+                encodes each video once (`train/run.py --cache-vision-features`) instead of at every step.
 
             Without `input_ids` (but with `pixel_values` and `caption_ids`), the LLM is not run and `loss` is the
             expert's caption cross-entropy ([`expert_caption_loss`], training stage II); routing it through
@@ -1065,14 +1108,16 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         Raises:
             ValueError: on placeholder / `num_patches_list` / `pixel_values` mismatches or an over-long prompt.
         """
-        if input_ids is None and inputs_embeds is None and pixel_values is not None and caption_ids is not None:
-            loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag, video_pixel_values)
+        has_media = pixel_values is not None or image_features is not None
+        if input_ids is None and inputs_embeds is None and has_media and caption_ids is not None:
+            loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag, video_pixel_values,
+                                            image_features)
             return LangDCCausalLMOutputWithPast(loss=loss)
         media = None
-        if inputs_embeds is None and (pixel_values is not None or past_key_values is None):
+        if inputs_embeds is None and (has_media or past_key_values is None):
             inputs_embeds, attention_mask, labels, media, _, _, _ = self._prepare_multimodal(
                 input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids, labels,
-                video_pixel_values=video_pixel_values,
+                video_pixel_values=video_pixel_values, image_features=image_features,
             )
             position_ids = _positions_from_mask(attention_mask)
             input_ids = None

@@ -245,6 +245,30 @@ def test_expert_caption_loss_trains_expert(make_model):
     assert model.expert_projector[0].weight.grad.abs().sum() > 0
 
 
+def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, tokenizer):
+    """Training with a frozen tower feeds its cached features: the LLM loss, the expert's caption loss and the
+    expert's captions are those of the pixels."""
+    model = make_model()
+    pixels = video_pixels(8)
+    features = model.get_image_features(pixels).detach()
+    text = tokenizer(["<video>\nWhat happens? A ball rolls."], return_tensors="pt")
+    common = dict(**text, num_patches_list=[[1] * 8], data_flag=3, caption_ids=[[70, 71, 72], [73]],
+                  labels=text["input_ids"])
+    from_pixels = model(**common, pixel_values=pixels)
+    with count_calls(model.vision_model, "forward") as calls:
+        from_features = model(**common, image_features=features)
+        caption_loss = model.expert_caption_loss(None, [[70, 71], [72]], [[1] * 8], 3, image_features=features)
+        captions = model.caption_clips(None, [[1] * 8], 3, image_features=features)
+    assert not calls  # the tower never ran
+    torch.testing.assert_close(from_features.loss, from_pixels.loss)
+    torch.testing.assert_close(caption_loss, model.expert_caption_loss(pixels, [[70, 71], [72]], [[1] * 8], 3))
+    assert captions == model.caption_clips(pixels, [[1] * 8], 3)
+    with pytest.raises(ValueError, match="not both"):
+        model(**common, pixel_values=pixels, image_features=features)
+    with pytest.raises(ValueError, match="image_features` must be"):
+        model(**common, image_features=features[:, :3])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def stages(micro_data, tmp_path_factory):
     for stage, steps in ((0, 12), ("text", 12), (1, 12), (2, 12), (3, 12)):
         outputs[stage] = root / f"stage{stage}"
         extra = {"text": ["--caption-qa-fraction", "0.5", "--lookup-fraction", "0.5", "--text-scenes", "4"],
-                 2: ["--freeze-vision-tower"], 3: ["--align-caption-projector"]}.get(stage, [])
+                 2: ["--freeze-vision-tower", "--cache-vision-features"], 3: ["--align-caption-projector"]}.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
         init = outputs[stage]
@@ -294,6 +294,24 @@ def test_text_qa_probe_trains_and_reports(stages, micro_data, tmp_path):
     assert continued["parameters"] == _load(stages["text"]).language_model.num_parameters()
     with pytest.raises(ValueError, match="exactly one"):
         probe(["--data", str(micro_data), "--tokenizer", str(stages[1]), "--output", str(tmp_path)])
+
+
+def test_cached_vision_features_batch_like_pixels(stages, micro_data):
+    from train.data import LangDCCollator, encode_videos
+
+    model = _load(stages[2])
+    pixels = torch.randn(3, 8, 3, 64, 64, dtype=torch.float16)
+    features = encode_videos(model, pixels, batch_videos=2)
+    assert features.shape == (3, 8, model.config.patches_per_tile, model.config.vision_config.hidden_size)
+    torch.testing.assert_close(features[2].float(), model.get_image_features(pixels[2].float()), atol=2e-3, rtol=2e-3)
+    items = [{"video": v, "input_ids": None, "labels": None, "caption_ids": [[5]] * 2} for v in (2, 0)]
+    batch = LangDCCollator(None, 0, features)(items)
+    assert "pixel_values" not in batch and torch.equal(batch["image_features"], torch.cat([features[2], features[0]]).float())
+    with pytest.raises(ValueError, match="frozen vision tower"):
+        from train.run import main as run
+
+        run(["--data", str(micro_data), "--stage", "2", "--init", str(stages[1]), "--output", "unused",
+             "--cache-vision-features"])
 
 
 def test_text_stage_log_counts_the_text_only_scenes(stages):

@@ -65,6 +65,20 @@ def load_pixel_cache(data_dir: Path, split: str, processor, num_frames: int) -> 
     return pixels
 
 
+@torch.no_grad()
+def encode_videos(model, pixels: torch.Tensor, batch_videos: int = 32) -> torch.Tensor:
+    """`[N_videos, T, P, D_v]` float16 vision-tower features (`get_image_features`) of the `[N_videos, T, 3, S, S]`
+    pixel cache: a stage that keeps the tower frozen encodes each video once instead of at every step, and feeds
+    them as `image_features` (README "Training": `--cache-vision-features`). The tower is put in eval mode."""
+    model.vision_model.eval()
+    chunks = []
+    for start in tqdm(range(0, len(pixels), batch_videos), desc="encoding videos with the frozen vision tower"):
+        chunk = pixels[start : start + batch_videos]
+        features = model.get_image_features(chunk.flatten(0, 1).float().to(model.device))
+        chunks.append(features.to("cpu", torch.float16).unflatten(0, chunk.shape[:2]))
+    return torch.cat(chunks)
+
+
 def torch_save_atomic(obj, path: Path) -> None:
     """`torch.save` through a temporary file and `os.replace`, so a cache is never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,19 +291,22 @@ class StageDataset(Dataset):
 
 @dataclass
 class LangDCCollator:
-    """Batches stage items: right-padded `input_ids`/`labels`, concatenated `pixel_values` of the videos, one
-    `num_patches_list` entry (one tile per frame) and `data_flag=3` per sample, `caption_ids` flattened per clip;
-    text-stage items (no video) give the padded text only."""
+    """Batches stage items: right-padded `input_ids`/`labels`, the videos' frames concatenated as `pixel_values` (or
+    their cached vision features as `image_features`), one `num_patches_list` entry (one tile per frame) and
+    `data_flag=3` per sample, `caption_ids` flattened per clip; text-stage items (no video) give the padded text
+    only."""
 
-    pixels: torch.Tensor | None  # [N_videos, T, 3, S, S] float16; None for the text stage
+    pixels: torch.Tensor | None  # [N_videos, T, 3, S, S] float16; None for the text stage or with `features`
     pad_token_id: int
+    features: torch.Tensor | None = None  # [N_videos, T, P, D_v] float16 (`encode_videos`): used instead of pixels
 
     def __call__(self, items: list[dict]) -> dict:
         if items[0]["video"] is None:  # text stage: no media
             return pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id)
-        frames = self.pixels.shape[1]
+        media, key = (self.pixels, "pixel_values") if self.features is None else (self.features, "image_features")
+        frames = media.shape[1]
         batch = {
-            "pixel_values": torch.cat([self.pixels[item["video"]] for item in items]).float(),
+            key: torch.cat([media[item["video"]] for item in items]).float(),
             "num_patches_list": [[1] * frames for _ in items],
             "data_flag": [3] * len(items),
             "caption_ids": [clip for item in items for clip in item["caption_ids"]],

@@ -27,7 +27,7 @@ from tools.build_checkpoint import build_config, build_model, build_processor, s
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
-                        StageDataset, clip_caption_ids, load_pixel_cache, read_split)
+                        StageDataset, clip_caption_ids, encode_videos, load_pixel_cache, read_split)
 from train.stages import LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
@@ -65,15 +65,19 @@ def initial_model(init: Path, records, vocab_size: int, seed: int):
 
 
 @torch.no_grad()
-def generate_captions(model, pixels: torch.Tensor, batch_videos: int = CAPTION_BATCH_VIDEOS) -> list[list[list[int]]]:
-    """The expert's own captions of every clip of every video (what stage 3 soft tokens see at inference)."""
+def generate_captions(model, media: torch.Tensor, batch_videos: int = CAPTION_BATCH_VIDEOS,
+                      features: bool = False) -> list[list[list[int]]]:
+    """The expert's own captions of every clip of every video (what stage 3 soft tokens see at inference), from the
+    pixel cache `[N, T, 3, S, S]` or, with `features`, the vision features `[N, T, P, D_v]` (`encode_videos`)."""
     model.eval()
-    frames = pixels.shape[1]
+    frames = media.shape[1]
     clips_per_video = -(-frames // model.config.frames_per_clip)
     captions = []
-    for start in range(0, len(pixels), batch_videos):
-        chunk = pixels[start : start + batch_videos]
-        ids = model.caption_clips(chunk.flatten(0, 1).float(), [[1] * frames] * len(chunk), [3] * len(chunk))
+    for start in range(0, len(media), batch_videos):
+        chunk = media[start : start + batch_videos].flatten(0, 1).float()
+        layout = ([[1] * frames] * (len(chunk) // frames), [3] * (len(chunk) // frames))
+        ids = (model.caption_clips(None, *layout, image_features=chunk) if features
+               else model.caption_clips(chunk, *layout))
         captions += [ids[i : i + clips_per_video] for i in range(0, len(ids), clips_per_video)]
     return captions
 
@@ -97,6 +101,9 @@ def main(argv=None) -> None:
     parser.add_argument("--open-fraction", type=float, default=0.2, help="stage 3: share of open-ended questions")
     parser.add_argument("--freeze-vision-tower", action="store_true",
                         help="stages 1-3: keep the vision tower as stage 0 left it (stage 2 tunes it otherwise)")
+    parser.add_argument("--cache-vision-features", action="store_true",
+                        help="stages 1 and 3, and 2 with --freeze-vision-tower (the tower is frozen): encode every "
+                             "video once and train on its features (train.data.encode_videos), not its pixels")
     parser.add_argument("--align-caption-projector", action="store_true",
                         help="stage 3: start the caption projector as the least-squares map from the expert's to the "
                              "LLM's embeddings of the caption tokens (train.stages.align_caption_projector)")
@@ -129,12 +136,18 @@ def main(argv=None) -> None:
         meta = json.loads((args.data / "meta.json").read_text())
         records = records + text_only_records(meta["seed"], meta["counts"]["train"], args.text_scenes,
                                               workers=SCENE_WORKERS)
-    pixels = None  # the text stage reads no media
+    pixels = features = None  # the text stage reads no media
     if args.stage != TEXT_STAGE:
         pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames)[: len(records)]
+    if args.cache_vision_features:
+        if args.stage not in (1, 3) and not (args.stage == 2 and args.freeze_vision_tower):
+            raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
+                             f"--freeze-vision-tower; got --stage {args.stage}.")
+        features, pixels = encode_videos(model, pixels), None
     generated = None
     if args.stage == 3 and args.ground_truth_fraction < 1.0:
-        generated = generate_captions(model, pixels)
+        cached = features is not None
+        generated = generate_captions(model, features if cached else pixels, features=cached)
     if args.align_caption_projector:
         if args.stage != 3:
             raise ValueError(f"--align-caption-projector belongs to stage 3, got --stage {args.stage}.")
@@ -153,7 +166,7 @@ def main(argv=None) -> None:
         dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
                                args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
                                args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id)
-        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id), model
+        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
           f"{count_trainable(model)}")
