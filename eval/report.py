@@ -7,21 +7,18 @@ import argparse
 import json
 from pathlib import Path
 
-from train.data import STAGES
-
 
 def training_table(runs: Path) -> str:
+    """One row per stage folder of `runs` (`stage*/train_log.json`, in the order they finished), then the total."""
     rows = ["| stage | videos | examples | steps | wall time | first -> last logged loss |", "|---|---|---|---|---|---|"]
     total = 0.0
-    for stage in STAGES:  # the stages a run has, in recipe order, in train/recipe.sh's folders
-        path = runs / (f"stage{stage}" if isinstance(stage, int) else f"stage_{stage}") / "train_log.json"
-        if not path.is_file():
-            continue
+    for path in sorted(runs.glob("stage*/train_log.json"), key=lambda p: p.stat().st_mtime):
         log = json.loads(path.read_text())
         losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
         steps = max(entry.get("step", 0) for entry in log["log_history"])
         total += log["wall_seconds"]
-        rows.append(f"| {stage} | {log['videos']} | {log['examples']} | {steps} | "
+        videos = f"{log['videos']} + {log['text_scenes']} text-only" if log.get("text_scenes") else log["videos"]
+        rows.append(f"| {path.parent.name} | {videos} | {log['examples']} | {steps} | "
                     f"{log['wall_seconds'] / 60:.1f} min | {float(losses[0]):.3f} -> {float(losses[-1]):.3f} |")
     rows.append(f"| all | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)

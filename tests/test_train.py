@@ -343,3 +343,21 @@ def test_lookup_letter_logits_do_not_depend_on_padding_or_wrapper(stages, micro_
     torch.testing.assert_close(letter_logits(model, tokenizer, prompts, batch_size=12), alone, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(letter_logits(model.language_model, tokenizer, prompts, batch_size=12), alone,
                                atol=1e-4, rtol=1e-4)
+
+
+def test_report_lists_stage_folders_in_the_order_they_finished(stages, tmp_path):
+    import os
+    import shutil
+
+    from eval.report import training_table
+
+    for order, stage in enumerate(("text", 0)):  # written out of recipe order on purpose
+        folder = tmp_path / f"stage_{stage}"
+        folder.mkdir()
+        shutil.copy(stages[stage] / "train_log.json", folder / "train_log.json")
+        os.utime(folder / "train_log.json", (1000 + order, 1000 + order))
+    table = training_table(tmp_path).splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| stage_text", "| stage_0", "| all"]
+    assert "6 + 4 text-only" in table[2]  # the text stage's extra scenes
+    total = sum(json.loads((stages[s] / "train_log.json").read_text())["wall_seconds"] for s in ("text", 0)) / 60
+    assert f"{total:.1f} min" in table[-1]

@@ -1,12 +1,13 @@
 """What each stage trains (research/langdc.md §3, adapted: no pretrained towers or LLMs exist here, so stage 0
 pretrains the vision tower, the LLM is trained from scratch in stages 1 and 3 (after the text stage, which aims
-to teach it the option-letter binding a pretrained LLM brings), and the tower is tuned again in stage 2 unless
-`freeze_vision_tower` keeps it frozen, as the official encoders are).
+to teach it the option-letter binding and the reading of captions a pretrained LLM brings), and the tower is tuned
+again in stage 2 unless `freeze_vision_tower` keeps it frozen, as the official encoders are; a stage with a frozen
+tower may train on its cached features, `train/run.py --cache-vision-features`).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
 | 0 vision | frames, per-patch colour / shape fractions (train/vision.py) | vision tower (+ 2 linear heads) | the rest |
-| text | option lookups as text chats (train/data.py `lookup_turn`), no media | LLM | the rest |
+| text | option lookups (train/data.py `lookup_turn`) and QA conversations over ground-truth captions as text (`splice_captions`), no media | LLM | the rest |
 | 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
 | 2 expert | clip captions (caption CE + EOS) | vision tower, expert projector, expert | LLM side |
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector | vision tower, expert side |
