@@ -361,3 +361,12 @@ def test_report_lists_stage_folders_in_the_order_they_finished(stages, tmp_path)
     assert "6 + 4 text-only" in table[2]  # the text stage's extra scenes
     total = sum(json.loads((stages[s] / "train_log.json").read_text())["wall_seconds"] for s in ("text", 0)) / 60
     assert f"{total:.1f} min" in table[-1]
+
+
+def test_text_qa_scores_a_stage_checkpoint_on_spliced_captions(stages, micro_data, tmp_path):
+    from eval.text_qa import main as text_qa
+
+    result = text_qa(["--model", str(stages["text"]), "--data", str(micro_data), "--split", "train", "--limit", "6",
+                      "--output", str(tmp_path)])
+    assert result["questions"] == 6 and 0.0 <= result["generated_letter"] <= 1.0
+    assert json.loads((tmp_path / "text_qa_train.json").read_text())["generated_named"] == result["generated_named"]
