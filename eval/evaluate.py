@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from eval.captions import sentence_scores
 from synthvid import format_question
+from synthvid.dataset import write_text_atomic
 from train.data import MC_SUFFIX, clip_caption_ids, read_split
 
 LETTERS = "ABCD"
@@ -194,10 +195,9 @@ def _save_figure(figure, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(data, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+def write_json(data, path: Path) -> None:
+    """`data` as indented JSON (numpy scalars as floats), written atomically (`synthvid.dataset.write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
 def main(argv=None) -> None:
@@ -223,8 +223,8 @@ def main(argv=None) -> None:
                    ground_truth_captions=args.ground_truth_captions,
                    wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
-    _write_json(summary, args.output / f"{args.split}_summary.json")
-    _write_json(results, args.output / f"{args.split}_details.json")
+    write_json(summary, args.output / f"{args.split}_summary.json")
+    write_json(results, args.output / f"{args.split}_details.json")
     plots = plot(results, summary, args.output)
     print(json.dumps({k: summary[k] for k in ("overall", "seen", "unseen", "spearman_events_vs_tokens",
                                               "mean_soft_tokens_per_clip", "visual_token_ratio",

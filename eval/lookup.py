@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from eval.evaluate import LETTERS, _write_json
+from eval.evaluate import LETTERS, write_json
 from train.data import chat_conversation, lookup_turn, read_split
 
 
@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
     print(json.dumps(result))
     if args.output is not None:
         args.output.mkdir(parents=True, exist_ok=True)
-        _write_json(result, args.output / f"lookup_{args.split}.json")
+        write_json(result, args.output / f"lookup_{args.split}.json")
     return result
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from eval.evaluate import _write_json
+from eval.evaluate import write_json
 from synthvid import format_question
 from train.data import MC_SUFFIX, clip_caption_ids, read_split, splice_captions
 from train.text_qa_probe import generation_accuracy
@@ -61,7 +61,7 @@ def main(argv=None) -> dict:
     print(json.dumps(result))
     if args.output is not None:
         args.output.mkdir(parents=True, exist_ok=True)
-        _write_json(result, args.output / f"text_qa_{args.split}.json")
+        write_json(result, args.output / f"text_qa_{args.split}.json")
     return result
 
 
