@@ -707,7 +707,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if self.expert is None:
             raise ValueError("This model has no language expert (`use_expert=False`): there is no caption loss.")
         flags = normalize_data_flags(data_flag, len(num_patches_list))
-        frames = self._frames(pixel_values, image_features)
+        frames = self._frames(pixel_values, image_features, required=True)
         plan = self._plan_media_without_prompt(num_patches_list, flags, frames.shape[0])
         if len(caption_ids) != len(plan.clip_tiles):
             raise ValueError(f"Got {len(caption_ids)} captions for {len(plan.clip_tiles)} clips.")
@@ -744,7 +744,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             model without an expert (`use_expert=False`: every clip gives zero caption tokens).
         """
         flags = normalize_data_flags(data_flag, len(num_patches_list))
-        frames = self._frames(pixel_values, image_features)
+        frames = self._frames(pixel_values, image_features, required=True)
         plan = self._plan_media_without_prompt(num_patches_list, flags, frames.shape[0])
         if self.expert is None:
             return [[] for _ in plan.clip_tiles]
@@ -756,11 +756,14 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         return captions
 
     @staticmethod
-    def _frames(pixel_values: torch.Tensor | None, image_features: torch.Tensor | None) -> torch.Tensor | None:
+    def _frames(pixel_values: torch.Tensor | None, image_features: torch.Tensor | None,
+                required: bool = False) -> torch.Tensor | None:
         """The tensor that holds one row per tile/frame: `pixel_values`, or `image_features` in their place.
-        Raises `ValueError` if both are given."""
+        Raises `ValueError` if both are given, or neither when `required`."""
         if pixel_values is not None and image_features is not None:
             raise ValueError("Give `pixel_values` or precomputed `image_features`, not both.")
+        if required and pixel_values is None and image_features is None:
+            raise ValueError("`pixel_values` (or precomputed `image_features`) are required.")
         return pixel_values if pixel_values is not None else image_features
 
     def _plan_media_without_prompt(self, num_patches_list, flags, num_tiles) -> _MediaPlan:

@@ -267,6 +267,8 @@ def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, to
         model(**common, pixel_values=pixels, image_features=features)
     with pytest.raises(ValueError, match="image_features` must be"):
         model(**common, image_features=features[:, :3])
+    with pytest.raises(ValueError, match="are required"):
+        model.caption_clips(None, [[1] * 8], 3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
