@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The training recipe of README "Training" (run v4, 2-core CPU). Run from the repo root.
+# The training recipe of README "Training" (run v6, 2-core CPU). Run from the repo root.
 #   bash train/recipe.sh                   # LangDC: stages 0-3
 #   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, text, 1 and 3, same steps
 # OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. The shipped root
-# checkpoint is run v4 exported there instead: python -m tools.export_checkpoint runs/v4/stage3 .
+# checkpoint is run v6 exported there instead: python -m tools.export_checkpoint runs/v6/stage3 .
 # (checkpoints/synthvid-baseline predates the text stage: it was trained with the run v2 recipe, git history.)
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
 MODEL=${MODEL:-langdc}
 case "$MODEL" in
-  langdc) SPEC=tools/configs/synthvid.json; NAME=synthvid-v4 ;;
+  langdc) SPEC=tools/configs/synthvid.json; NAME=synthvid-v6 ;;
   baseline) SPEC=tools/configs/synthvid_baseline.json; NAME=synthvid-baseline ;;
   *) echo "MODEL must be langdc or baseline, got '$MODEL'" >&2; exit 2 ;;
 esac
@@ -25,10 +25,11 @@ python -m train.run --data "$DATA" --stage 1 --init "$RUNS/stage_text" --output 
 LAST="$RUNS/stage1"
 if [ "$MODEL" = langdc ]; then  # the baseline has no expert to train
   python -m train.run --data "$DATA" --stage 2 --init "$RUNS/stage1" --output "$RUNS/stage2" \
-    --max-steps 1600 --batch-size 8 --lr 1e-3
+    --max-steps 1600 --batch-size 8 --lr 1e-3 --freeze-vision-tower --cache-vision-features
   LAST="$RUNS/stage2"
 fi
 python -m train.run --data "$DATA" --stage 3 --init "$LAST" --output "$RUNS/stage3" \
-  --max-steps 1600 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.5 --open-fraction 0.2 --lookup-fraction 0.25
+  --max-steps 1600 --batch-size 8 --lr 1e-3 --ground-truth-fraction 0.5 --open-fraction 0.2 --lookup-fraction 0.25 \
+  --cache-vision-features
 python -m tools.export_checkpoint "$RUNS/stage3" "$OUT"
 python -m eval.evaluate --model "$OUT" --data "$DATA" --split test --output "eval/results-$(basename "$OUT")"
