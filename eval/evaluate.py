@@ -200,6 +200,16 @@ def write_json(data, path: Path) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
+def report_result(result: dict, output: Path | None, name: str) -> dict:
+    """Print a diagnostic's `result` as one JSON line and, when `output` is given, write it to `output/name`
+    (`write_json`); returns `result`."""
+    print(json.dumps(result))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        write_json(result, output / name)
+    return result
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=".")

@@ -11,7 +11,6 @@ given.
 """
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from eval.evaluate import LETTERS, write_json
+from eval.evaluate import LETTERS, report_result
 from train.data import chat_conversation, lookup_turn, read_split
 
 
@@ -97,11 +96,7 @@ def main(argv=None) -> dict:
     result = lookup_accuracy(model, tokenizer, read_split(args.data, args.split), model.config.system_message,
                              args.limit, args.seed)
     result.update(model=str(args.model), split=args.split, seed=args.seed, wall_seconds=time.perf_counter() - started)
-    print(json.dumps(result))
-    if args.output is not None:
-        args.output.mkdir(parents=True, exist_ok=True)
-        write_json(result, args.output / f"lookup_{args.split}.json")
-    return result
+    return report_result(result, args.output, f"lookup_{args.split}.json")
 
 
 if __name__ == "__main__":

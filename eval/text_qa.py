@@ -11,14 +11,13 @@ Writes `OUTPUT/text_qa_<split>.json` when `--output` is given.
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from eval.evaluate import write_json
+from eval.evaluate import report_result
 from synthvid import format_question
 from train.data import MC_SUFFIX, clip_caption_ids, read_split, splice_captions
 from train.text_qa_probe import generation_accuracy
@@ -58,11 +57,7 @@ def main(argv=None) -> dict:
     result = generation_accuracy(model.language_model, tokenizer, prompts)
     result.update(questions=len(prompts), model=str(args.model), split=args.split,
                   wall_seconds=time.perf_counter() - started)
-    print(json.dumps(result))
-    if args.output is not None:
-        args.output.mkdir(parents=True, exist_ok=True)
-        write_json(result, args.output / f"text_qa_{args.split}.json")
-    return result
+    return report_result(result, args.output, f"text_qa_{args.split}.json")
 
 
 if __name__ == "__main__":

@@ -307,6 +307,10 @@ def test_cached_vision_features_batch_like_pixels(stages, micro_data):
     items = [{"video": v, "input_ids": None, "labels": None, "caption_ids": [[5]] * 2} for v in (2, 0)]
     batch = LangDCCollator(None, 0, features)(items)
     assert "pixel_values" not in batch and torch.equal(batch["image_features"], torch.cat([features[2], features[0]]).float())
+    from train.run import generate_captions
+
+    assert generate_captions(model, features, batch_videos=2, features=True) == generate_captions(
+        model, pixels, batch_videos=2)  # stage 3 captions every video from either
     with pytest.raises(ValueError, match="frozen vision tower"):
         from train.run import main as run
 

@@ -262,8 +262,8 @@ class StageDataset(Dataset):
         video, content = self.items[i]
         input_ids = labels = captions = None
         if self.stage == TEXT_STAGE:
-            if self.caption_qa_fraction and self.rng.random() < self.caption_qa_fraction:  # draw only when mixing: a lookup-only
-                # text stage keeps run v4's example stream
+            # draw only when mixing, so a lookup-only text stage keeps run v4's example stream
+            if self.caption_qa_fraction and self.rng.random() < self.caption_qa_fraction:
                 input_ids, labels = splice_captions(*self._qa_conversation(self.records[video]["questions"]),
                                                     self.video_token_id, self.clip_caption_ids[video])
             else:

@@ -74,10 +74,10 @@ def generate_captions(model, media: torch.Tensor, batch_videos: int = CAPTION_BA
     clips_per_video = -(-frames // model.config.frames_per_clip)
     captions = []
     for start in range(0, len(media), batch_videos):
-        chunk = media[start : start + batch_videos].flatten(0, 1).float()
-        layout = ([[1] * frames] * (len(chunk) // frames), [3] * (len(chunk) // frames))
-        ids = (model.caption_clips(None, *layout, image_features=chunk) if features
-               else model.caption_clips(chunk, *layout))
+        chunk = media[start : start + batch_videos]
+        flat, layout = chunk.flatten(0, 1).float(), ([[1] * frames] * len(chunk), [3] * len(chunk))
+        ids = (model.caption_clips(None, *layout, image_features=flat) if features
+               else model.caption_clips(flat, *layout))
         captions += [ids[i : i + clips_per_video] for i in range(0, len(ids), clips_per_video)]
     return captions
 
