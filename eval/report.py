@@ -10,17 +10,20 @@ from pathlib import Path
 
 def training_table(runs: Path) -> str:
     """One row per stage folder of `runs` (`stage*/train_log.json`, in the order they finished), then the total."""
-    rows = ["| stage | videos | examples | steps | wall time | first -> last logged loss |", "|---|---|---|---|---|---|"]
+    rows = ["| stage | videos | examples | steps | steps/s | wall time | first -> last logged loss |",
+            "|---|---|---|---|---|---|---|"]
     total = 0.0
     for path in sorted(runs.glob("stage*/train_log.json"), key=lambda p: p.stat().st_mtime):
         log = json.loads(path.read_text())
         losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
         steps = max(entry.get("step", 0) for entry in log["log_history"])
+        speed = next((e["train_steps_per_second"] for e in log["log_history"] if "train_steps_per_second" in e), 0)
         total += log["wall_seconds"]
         videos = f"{log['videos']} + {log['text_scenes']} text-only" if log.get("text_scenes") else log["videos"]
-        rows.append(f"| {path.parent.name} | {videos} | {log['examples']} | {steps} | "
-                    f"{log['wall_seconds'] / 60:.1f} min | {float(losses[0]):.3f} -> {float(losses[-1]):.3f} |")
-    rows.append(f"| all | | | | {total / 60:.1f} min | |")
+        loss = f"{float(losses[0]):.3f} -> {float(losses[-1]):.3f}" if losses else "not logged"
+        rows.append(f"| {path.parent.name} | {videos} | {log['examples']} | {steps} | {speed:.2f} | "
+                    f"{log['wall_seconds'] / 60:.1f} min | {loss} |")
+    rows.append(f"| all | | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)
 
 

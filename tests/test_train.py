@@ -230,6 +230,28 @@ def test_stage_three_redraws_option_order_per_read(micro_data):
     assert [tokenizer.decode(again[0]["input_ids"]) for _ in range(6)] == reads  # deterministic from the seed
 
 
+def test_dataloader_workers_draw_examples_from_streams_of_their_own(micro_data):
+    from torch.utils.data import DataLoader
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, read_split
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+
+    def reads(seed):
+        dataset = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0)
+        # two workers take turns on the same conversation: reads 2k and 2k + 1 come from different workers
+        loader = DataLoader(dataset, batch_size=None, sampler=[0] * 8, num_workers=2,
+                            generator=torch.Generator().manual_seed(seed))
+        return [tokenizer.decode(item["input_ids"]) for item in loader]
+
+    first = reads(0)
+    assert any(first[k] != first[k + 1] for k in range(0, 8, 2))  # forked workers would repeat each other's draws
+    assert reads(0) == first  # deterministic from the loader's seed
+    assert reads(1) != first
+
+
 def test_stage_three_lookup_fraction_appends_one_lookup_turn(micro_data):
     from transformers import AutoTokenizer
 
@@ -374,3 +396,26 @@ def test_text_qa_scores_a_stage_checkpoint_on_spliced_captions(stages, micro_dat
                       "--output", str(tmp_path)])
     assert result["questions"] == 6 and 0.0 <= result["generated_letter"] <= 1.0
     assert json.loads((tmp_path / "text_qa_train.json").read_text())["generated_named"] == result["generated_named"]
+
+
+def test_worker_processes_decode_and_render_the_same_caches_as_one_process(stages, micro_data):
+    from functools import partial
+
+    from transformers import AutoConfig, AutoProcessor
+
+    from train.data import _decode_video, load_pixel_cache, parallel_map, read_split
+    from train.vision import _attribute_fractions, load_attribute_cache
+
+    config = AutoConfig.from_pretrained(stages[3], trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(stages[3], trust_remote_code=True)
+    records = read_split(micro_data, "train")
+    # the stages fixture ran with the default --workers 2: two DataLoader worker processes filled these caches
+    pixels = load_pixel_cache(micro_data, "train", processor, config.num_frames)
+    decode = partial(_decode_video, processor=processor, num_frames=config.num_frames)
+    assert torch.equal(pixels, torch.stack(parallel_map(decode, [str(micro_data / r["video"]) for r in records])))
+    vision = config.vision_config
+    colors, shapes = load_attribute_cache(micro_data, "train", records, vision.patch_size, vision.image_size)
+    render = partial(_attribute_fractions, patch_size=vision.patch_size, image_size=vision.image_size)
+    serial = parallel_map(render, records)
+    assert torch.equal(colors, torch.stack([c for c, _ in serial]))
+    assert torch.equal(shapes, torch.stack([s for _, s in serial]))

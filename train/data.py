@@ -23,10 +23,11 @@ import json
 import os
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from synthvid import format_answer, format_question, open_question, permute_options
@@ -49,18 +50,45 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def load_pixel_cache(data_dir: Path, split: str, processor, num_frames: int) -> torch.Tensor:
-    """`[N_videos, num_frames, 3, S, S]` float16 pixel values of a split, decoded once and cached on disk."""
+class _MappedItems(Dataset):
+    """`fn(items[i])` as a map-style dataset, so `DataLoader` workers can compute it in parallel."""
+
+    def __init__(self, fn, items):
+        self.fn, self.items = fn, items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.fn(self.items[i])
+
+
+def _unbatched(item):
+    return item
+
+
+def parallel_map(fn, items: list, workers: int = 0, desc: str | None = None) -> list:
+    """`[fn(item) for item in items]`, in order, computed by `workers` `DataLoader` processes (0 = in this process);
+    `fn` must be picklable (a module-level function or a `functools.partial` of one) where processes spawn."""
+    loader = DataLoader(_MappedItems(fn, items), batch_size=None, num_workers=workers, collate_fn=_unbatched)
+    return list(tqdm(loader, total=len(items), desc=desc))
+
+
+def _decode_video(path: str, processor, num_frames: int) -> torch.Tensor:
+    pixel_values, _ = processor.load_video(path, num_segments=num_frames)
+    return pixel_values.to(torch.float16)
+
+
+def load_pixel_cache(data_dir: Path, split: str, processor, num_frames: int, workers: int = 0) -> torch.Tensor:
+    """`[N_videos, num_frames, 3, S, S]` float16 pixel values of a split, decoded once (by `workers` processes,
+    `parallel_map`) and cached on disk."""
     size = processor.image_processor.image_size
     cache = Path(data_dir) / "cache" / f"{split}-{num_frames}f-{size}px.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=True)
-    records = read_split(data_dir, split)
-    frames = []
-    for record in tqdm(records, desc=f"decoding {split} videos"):
-        pixel_values, _ = processor.load_video(str(Path(data_dir) / record["video"]), num_segments=num_frames)
-        frames.append(pixel_values.to(torch.float16))
-    pixels = torch.stack(frames)
+    paths = [str(Path(data_dir) / record["video"]) for record in read_split(data_dir, split)]
+    decode = partial(_decode_video, processor=processor, num_frames=num_frames)
+    pixels = torch.stack(parallel_map(decode, paths, workers, desc=f"decoding {split} videos"))
     torch_save_atomic(pixels, cache)
     return pixels
 
@@ -240,6 +268,7 @@ class StageDataset(Dataset):
         self.video_token_id = video_token_id
         self.records = records
         self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
+        self._worker_seed = None  # the DataLoader worker seed `rng` was last re-seeded with
         self.items = []
         for index, record in enumerate(records):
             if stage == TEXT_STAGE:
@@ -259,6 +288,7 @@ class StageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i):
+        self._reseed_in_worker()
         video, content = self.items[i]
         input_ids = labels = captions = None
         if self.stage == TEXT_STAGE:
@@ -279,6 +309,13 @@ class StageDataset(Dataset):
             use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
             captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
+
+    def _reseed_in_worker(self) -> None:
+        """In a `DataLoader` worker process, draw from a stream of its own (seeded with the worker's seed, which
+        differs per worker and per epoch): forked workers would otherwise all repeat the parent's draws."""
+        info = get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self.rng, self._worker_seed = random.Random(info.seed), info.seed
 
     def _qa_conversation(self, questions: list[dict]) -> tuple[list[int], list[int]]:
         """A stage-3 conversation over `questions` after a `<video>` placeholder, ending with an option lookup with

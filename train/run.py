@@ -32,7 +32,6 @@ from train.stages import LangDCTrainer, align_caption_projector, count_trainable
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
 CAPTION_BATCH_VIDEOS = 32
-SCENE_WORKERS = 2  # processes sampling --text-scenes (the recipe's synthvid.build --workers)
 
 
 def corpus(records, config_spec: dict) -> list[str]:
@@ -75,7 +74,8 @@ def generate_captions(model, media: torch.Tensor, batch_videos: int = CAPTION_BA
     captions = []
     for start in range(0, len(media), batch_videos):
         chunk = media[start : start + batch_videos]
-        flat, layout = chunk.flatten(0, 1).float(), ([[1] * frames] * len(chunk), [3] * len(chunk))
+        flat = chunk.flatten(0, 1).to(model.device, torch.float32)
+        layout = ([[1] * frames] * len(chunk), [3] * len(chunk))
         ids = (model.caption_clips(None, *layout, image_features=flat) if features
                else model.caption_clips(flat, *layout))
         captions += [ids[i : i + clips_per_video] for i in range(0, len(ids), clips_per_video)]
@@ -123,53 +123,19 @@ def main(argv=None) -> None:
     parser.add_argument("--save-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes decoding videos, rendering attribute maps and sampling --text-scenes")
+    parser.add_argument("--dataloader-workers", type=int, default=0,
+                        help="processes preparing batches (examples are drawn per worker from its own seed)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (autocast; weights stay float32)")
+    parser.add_argument("--caption-batch-videos", type=int, default=CAPTION_BATCH_VIDEOS,
+                        help="stage 3: videos per batch when the expert captions the training set")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT/trainer")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     set_threads(args.threads)
     started = time.perf_counter()
-
-    records = read_split(args.data, "train")[: args.train_videos]
-    model, tokenizer, processor = initial_model(args.init, records, args.vocab_size, args.seed)
-    if args.text_scenes:
-        if args.stage != TEXT_STAGE:
-            raise ValueError(f"--text-scenes belongs to the text stage, got --stage {args.stage}.")
-        meta = json.loads((args.data / "meta.json").read_text())
-        records = records + text_only_records(meta["seed"], meta["counts"]["train"], args.text_scenes,
-                                              workers=SCENE_WORKERS)
-    pixels = features = None  # the text stage reads no media
-    if args.stage != TEXT_STAGE:
-        pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames)[: len(records)]
-    if args.cache_vision_features:
-        if args.stage not in (1, 3) and not (args.stage == 2 and args.freeze_vision_tower):
-            raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
-                             f"--freeze-vision-tower; got --stage {args.stage}.")
-        features, pixels = encode_videos(model, pixels), None
-    generated = None
-    if args.stage == 3 and args.ground_truth_fraction < 1.0:
-        cached = features is not None
-        generated = generate_captions(model, features if cached else pixels, features=cached)
-    if args.align_caption_projector:
-        if args.stage != 3:
-            raise ValueError(f"--align-caption-projector belongs to stage 3, got --stage {args.stage}.")
-        caption_tokens = [t for record in records for ids in clip_caption_ids(tokenizer, record) for t in ids]
-        residual = align_caption_projector(model, caption_tokens)
-        print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens "
-              f"(relative residual {residual:.2e})")
-    trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower)
-    if args.stage == 0:
-        vision = model.config.vision_config
-        colors, shapes = load_attribute_cache(args.data, "train", records, vision.patch_size, vision.image_size)
-        dataset, collator = FrameDataset(pixels, colors, shapes), collate_frames
-        trained = PatchAttributePretrainer(model)
-        trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
-    else:
-        dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
-                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
-                               args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id)
-        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
-    trained.train()
-    print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
-          f"{count_trainable(model)}")
 
     training_args = TrainingArguments(
         output_dir=str(args.output / "trainer"),
@@ -187,10 +153,58 @@ def main(argv=None) -> None:
         save_total_limit=1,
         report_to="none",
         remove_unused_columns=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=args.dataloader_workers,
+        bf16=args.bf16,
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=args.seed,
     )
+    records = read_split(args.data, "train")[: args.train_videos]
+    model, tokenizer, processor = initial_model(args.init, records, args.vocab_size, args.seed)
+    # on the training device before the feature cache and the expert's captions are computed (a GPU when there)
+    model.to(training_args.device)
+    if args.text_scenes:
+        if args.stage != TEXT_STAGE:
+            raise ValueError(f"--text-scenes belongs to the text stage, got --stage {args.stage}.")
+        meta = json.loads((args.data / "meta.json").read_text())
+        records = records + text_only_records(meta["seed"], meta["counts"]["train"], args.text_scenes,
+                                              workers=args.workers)
+    pixels = features = None  # the text stage reads no media
+    if args.stage != TEXT_STAGE:
+        pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames,
+                                  args.workers)[: len(records)]
+    if args.cache_vision_features:
+        if args.stage not in (1, 3) and not (args.stage == 2 and args.freeze_vision_tower):
+            raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
+                             f"--freeze-vision-tower; got --stage {args.stage}.")
+        features, pixels = encode_videos(model, pixels), None
+    generated = None
+    if args.stage == 3 and args.ground_truth_fraction < 1.0:
+        cached = features is not None
+        generated = generate_captions(model, features if cached else pixels, args.caption_batch_videos, cached)
+    if args.align_caption_projector:
+        if args.stage != 3:
+            raise ValueError(f"--align-caption-projector belongs to stage 3, got --stage {args.stage}.")
+        caption_tokens = [t for record in records for ids in clip_caption_ids(tokenizer, record) for t in ids]
+        residual = align_caption_projector(model, caption_tokens)
+        print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens "
+              f"(relative residual {residual:.2e})")
+    trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower)
+    if args.stage == 0:
+        vision = model.config.vision_config
+        colors, shapes = load_attribute_cache(args.data, "train", records, vision.patch_size, vision.image_size,
+                                              args.workers)
+        dataset, collator = FrameDataset(pixels, colors, shapes), collate_frames
+        trained = PatchAttributePretrainer(model)
+        trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
+    else:
+        dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
+                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
+                               args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id)
+        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
+    trained.train()
+    print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
+          f"{count_trainable(model)}")
+
     trainer = LangDCTrainer(
         model=trained,
         args=training_args,

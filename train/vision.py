@@ -9,6 +9,7 @@ are separate targets, so colour-shape pairs never seen in training are still two
 are dropped afterwards; only the tower's weights go on to stage 1.
 """
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from synthvid import COLORS, SHAPES, render_attribute_maps, validate_spec
-from train.data import torch_save_atomic
+from train.data import parallel_map, torch_save_atomic
 
 NUM_COLOR_CLASSES = len(COLORS) + 1  # + background
 NUM_SHAPE_CLASSES = len(SHAPES) + 1
@@ -49,8 +49,20 @@ def patch_fractions(labels: np.ndarray, num_classes: int, patch_size: int) -> to
     return fractions.flatten(2).transpose(1, 2).to(torch.float16)
 
 
-def load_attribute_cache(data_dir: Path, split: str, records: list[dict], patch_size: int, image_size: int):
-    """`(colors, shapes)` per-patch fractions of every frame of a split: `[N, T, P, C]` float16, cached on disk.
+def _attribute_fractions(record: dict, patch_size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    scene = validate_spec(record["spec"])
+    if (scene.height, scene.width) != (image_size, image_size):
+        raise ValueError(f"{record['id']}: frames are {scene.height}x{scene.width}, the vision tower takes "
+                         f"{image_size}x{image_size}; dense labels need videos at the tower's resolution.")
+    color_map, shape_map = render_attribute_maps(scene)
+    return patch_fractions(color_map, NUM_COLOR_CLASSES, patch_size), patch_fractions(shape_map, NUM_SHAPE_CLASSES,
+                                                                                     patch_size)
+
+
+def load_attribute_cache(data_dir: Path, split: str, records: list[dict], patch_size: int, image_size: int,
+                         workers: int = 0):
+    """`(colors, shapes)` per-patch fractions of every frame of a split: `[N, T, P, C]` float16, rendered by
+    `workers` processes (`train.data.parallel_map`) and cached on disk.
 
     Raises:
         ValueError: if the videos are not `image_size` pixels square (the labels would not match the patches).
@@ -58,15 +70,8 @@ def load_attribute_cache(data_dir: Path, split: str, records: list[dict], patch_
     cache = Path(data_dir) / "cache" / f"{split}-attributes-{patch_size}px.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=True)
-    colors, shapes = [], []
-    for record in tqdm(records, desc=f"rendering {split} attribute maps"):
-        scene = validate_spec(record["spec"])
-        if (scene.height, scene.width) != (image_size, image_size):
-            raise ValueError(f"{record['id']}: frames are {scene.height}x{scene.width}, the vision tower takes "
-                             f"{image_size}x{image_size}; dense labels need videos at the tower's resolution.")
-        color_map, shape_map = render_attribute_maps(scene)
-        colors.append(patch_fractions(color_map, NUM_COLOR_CLASSES, patch_size))
-        shapes.append(patch_fractions(shape_map, NUM_SHAPE_CLASSES, patch_size))
+    render = partial(_attribute_fractions, patch_size=patch_size, image_size=image_size)
+    colors, shapes = zip(*parallel_map(render, records, workers, desc=f"rendering {split} attribute maps"))
     result = (torch.stack(colors), torch.stack(shapes))
     torch_save_atomic(result, cache)
     return result
