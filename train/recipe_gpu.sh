@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU recipe of README "Training on one GPU": the same four stages as train/recipe.sh (run v6), scaled for one
-# H100 inside one 10-minute command: 20,000 training videos built with 16 processes, a wider model
+# H100 inside one 10-minute command: 12,000 training videos built with 16 processes, a wider model
 # (tools/configs/synthvid_gpu.json) and larger batches. Run from the repo root; every count is an environment
 # variable so that a short smoke run uses the same script:
 #   bash train/recipe_gpu.sh
@@ -15,13 +15,13 @@ EXPORT=${EXPORT:-checkpoints/synthvid-gpu}
 SPEC=${SPEC:-tools/configs/synthvid_gpu.json}
 WORKERS=${WORKERS:-16}
 LOADERS=${LOADERS:-8}
-TRAIN_VIDEOS=${TRAIN_VIDEOS:-20000}
+TRAIN_VIDEOS=${TRAIN_VIDEOS:-12000}
 TEXT_SCENES=${TEXT_SCENES:-30000}
 STEPS_0=${STEPS_0:-600} STEPS_TEXT=${STEPS_TEXT:-4000} STEPS_1=${STEPS_1:-300} STEPS_2=${STEPS_2:-3000}
 STEPS_3=${STEPS_3:-3000}
-BF16=${BF16:-1}  # bf16 mixed precision needs the GPU: BF16=0 for a CPU check of the script
+TF32=${TF32:-1}  # TF32 matrix products need an Ampere or newer GPU: TF32=0 for a CPU check of the script
 common=(--data "$DATA" --workers "$WORKERS" --dataloader-workers "$LOADERS" --logging-steps 50 --save-steps 100000)
-if [ "$BF16" = 1 ]; then common+=(--bf16); fi
+if [ "$TF32" = 1 ]; then common+=(--tf32); fi  # float32 weights and activations: bf16 autocast diverged in stage 1
 stamp() { echo "[$(date +%T)] $*"; }
 
 stamp "building $TRAIN_VIDEOS training videos"

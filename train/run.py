@@ -128,6 +128,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dataloader-workers", type=int, default=0,
                         help="processes preparing batches (examples are drawn per worker from its own seed)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (autocast; weights stay float32)")
+    parser.add_argument("--tf32", action="store_true", help="TF32 matrix products (Ampere or newer GPUs)")
     parser.add_argument("--caption-batch-videos", type=int, default=CAPTION_BATCH_VIDEOS,
                         help="stage 3: videos per batch when the expert captions the training set")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT/trainer")
@@ -154,7 +155,9 @@ def main(argv=None) -> None:
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=args.dataloader_workers,
+        dataloader_persistent_workers=args.dataloader_workers > 0,
         bf16=args.bf16,
+        tf32=args.tf32 or None,
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=args.seed,
     )
