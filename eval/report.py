@@ -10,8 +10,8 @@ from pathlib import Path
 
 def training_table(runs: Path) -> str:
     """One row per stage folder of `runs` (`stage*/train_log.json`, in the order they finished), then the total."""
-    rows = ["| stage | videos | examples | steps | steps/s | wall time | first -> last logged loss |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| stage | device | videos | examples | steps | steps/s | wall time | first -> last logged loss |",
+            "|---|---|---|---|---|---|---|---|"]
     total = 0.0
     for path in sorted(runs.glob("stage*/train_log.json"), key=lambda p: p.stat().st_mtime):
         log = json.loads(path.read_text())
@@ -21,9 +21,9 @@ def training_table(runs: Path) -> str:
         total += log["wall_seconds"]
         videos = f"{log['videos']} + {log['text_scenes']} text-only" if log.get("text_scenes") else log["videos"]
         loss = f"{float(losses[0]):.3f} -> {float(losses[-1]):.3f}" if losses else "not logged"
-        rows.append(f"| {path.parent.name} | {videos} | {log['examples']} | {steps} | {speed:.2f} | "
+        rows.append(f"| {path.parent.name} | {log.get('device', '?')} | {videos} | {log['examples']} | {steps} | {speed:.2f} | "
                     f"{log['wall_seconds'] / 60:.1f} min | {loss} |")
-    rows.append(f"| all | | | | | {total / 60:.1f} min | |")
+    rows.append(f"| all | | | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)
 
 

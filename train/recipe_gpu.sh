@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The GPU recipe of README "Training on one GPU": the same four stages as train/recipe.sh (run v6), scaled for one
-# H100 inside one 10-minute command: 12,000 training videos built with 16 processes, a wider model
-# (tools/configs/synthvid_gpu.json) and larger batches. Run from the repo root; every count is an environment
-# variable so that a short smoke run uses the same script:
-#   bash train/recipe_gpu.sh
-#   TRAIN_VIDEOS=2000 TEXT_SCENES=2000 STEPS_0=40 STEPS_TEXT=40 STEPS_1=40 STEPS_2=40 STEPS_3=40 bash train/recipe_gpu.sh
-# Each stage's folder under RUNS is a checkpoint; EXPORT receives the bf16 export of stage 3. The test split is built
-# too (same seed, so the same videos as data/synthvid's) but evaluated where the command is run from, with
+# Training on one GPU (README "Run v7"). Run from the repo root. Two modes:
+#   STAGE2=CKPT bash train/recipe_gpu.sh   # stage 3 alone, from the stage-2 checkpoint CKPT, on TRAIN_VIDEOS videos
+#   bash train/recipe_gpu.sh               # stages 0 to 3 from SPEC (a wider model, tools/configs/synthvid_gpu.json)
+# Run v7, the root checkpoint: run v6's CPU stage 2 (exported bf16 to travel: python -m tools.export_checkpoint
+# runs/v6/stage2 gpu_init/v6-stage2), then on one H100 (6.5 min):
+#   STAGE2=gpu_init/v6-stage2 ALIGN=0 bash train/recipe_gpu.sh
+# The full mode was only smoke-tested (2,000 videos, 50-150 steps per stage, on the H100); its default step counts
+# are sized from the speeds measured there to fit one 10-minute command with 12,000 videos, not yet run at that size.
+# Every count is an environment variable. RUNS receives one checkpoint folder per stage, EXPORT the bf16 export of
+# stage 3; the test split is built too (same seed: the same videos as data/synthvid's), for
 # python -m eval.evaluate --model EXPORT --data DATA --split test.
 set -euo pipefail
 DATA=${DATA:-data/synthvid_gpu}
@@ -16,16 +18,16 @@ SPEC=${SPEC:-tools/configs/synthvid_gpu.json}
 WORKERS=${WORKERS:-16}
 LOADERS=${LOADERS:-8}
 TRAIN_VIDEOS=${TRAIN_VIDEOS:-12000}
-TEXT_SCENES=${TEXT_SCENES:-30000}
-STEPS_0=${STEPS_0:-600} STEPS_TEXT=${STEPS_TEXT:-4000} STEPS_1=${STEPS_1:-300} STEPS_2=${STEPS_2:-3000}
-STEPS_3=${STEPS_3:-3000}
-# STAGE2=CHECKPOINT runs stage 3 alone from that stage-2 checkpoint (README "Run v7": run v6's CPU stage 2, exported
-# bf16 to travel); otherwise stages 0 to 3 from SPEC
+TEXT_SCENES=${TEXT_SCENES:-12000}
 STAGE2=${STAGE2:-}
+STEPS_0=${STEPS_0:-300} STEPS_TEXT=${STEPS_TEXT:-700} STEPS_1=${STEPS_1:-100} STEPS_2=${STEPS_2:-400}
+STEPS_3=${STEPS_3:-$([ -n "$STAGE2" ] && echo 2800 || echo 700)}
 ALIGN=${ALIGN:-1}  # stage 3 starts from the least-squares caption projector (--align-caption-projector); 0: as run v6
-TF32=${TF32:-1}  # TF32 matrix products need an Ampere or newer GPU: TF32=0 for a CPU check of the script
+# float32 with TF32 matrix products (Ampere or newer; TF32=0 for a CPU check of the script): with --bf16 a smoke run
+# logged NaN losses from stage 1 on (cause not established)
+TF32=${TF32:-1}
 common=(--data "$DATA" --workers "$WORKERS" --dataloader-workers "$LOADERS" --logging-steps 50 --save-steps 100000)
-if [ "$TF32" = 1 ]; then common+=(--tf32); fi  # float32 weights and activations: bf16 autocast diverged in stage 1
+if [ "$TF32" = 1 ]; then common+=(--tf32); fi
 stamp() { echo "[$(date +%T)] $*"; }
 
 stamp "building $TRAIN_VIDEOS training videos"
