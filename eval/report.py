@@ -1,6 +1,6 @@
 """Markdown tables for README from the training logs and an evaluation summary.
 
-    python -m eval.report --runs runs/v6 --summary eval/results-synthvid-v6/test_summary.json
+    python -m eval.report --runs runs/v7 --summary eval/results-synthvid-v7/test_summary.json
 """
 
 import argparse
@@ -50,8 +50,8 @@ def eval_table(summary: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs/v6"))
-    parser.add_argument("--summary", type=Path, default=Path("eval/results-synthvid-v6/test_summary.json"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/v7"))
+    parser.add_argument("--summary", type=Path, default=Path("eval/results-synthvid-v7/test_summary.json"))
     args = parser.parse_args(argv)
     print(training_table(args.runs))
     print()

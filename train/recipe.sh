@@ -2,8 +2,9 @@
 # The training recipe of README "Training" (run v6, 2-core CPU). Run from the repo root.
 #   bash train/recipe.sh                   # LangDC: stages 0-3
 #   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, text, 1 and 3, same steps
-# OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. The shipped root
-# checkpoint is run v6 exported there instead: python -m tools.export_checkpoint runs/v6/stage3 .
+# OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. Run v6, this recipe
+# as is, is checkpoints/synthvid-v6-cpu (its export, remote-code files linked to the root's). The shipped root is run
+# v7: this recipe's stages 0-2, then stage 3 on one GPU (train/recipe_gpu.sh).
 # (checkpoints/synthvid-baseline predates the text stage: it was trained with the run v2 recipe, git history.)
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
