@@ -419,3 +419,24 @@ def test_worker_processes_decode_and_render_the_same_caches_as_one_process(stage
     serial = parallel_map(render, records)
     assert torch.equal(colors, torch.stack([c for c, _ in serial]))
     assert torch.equal(shapes, torch.stack([s for _, s in serial]))
+
+
+def test_embedding_similarity_per_word_group(stages, tmp_path):
+    from transformers import AutoTokenizer
+
+    from eval.embeddings import WORD_GROUPS, group_similarity, main, mean_pairwise_cosine
+
+    assert mean_pairwise_cosine(torch.ones(3, 4)) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(torch.eye(4)) == pytest.approx(0.0)
+    assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
+    model = _load(stages[3]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(stages[3])
+    scores = group_similarity(model, tokenizer, WORD_GROUPS["directions"])
+    assert set(scores) == {"expert", "soft_tokens", "llm"} and all(-1.0 <= v <= 1.0 for v in scores.values())
+    with pytest.raises(ValueError, match="at least two words"):
+        group_similarity(model, tokenizer, ("up",))
+    model.config.soft_token_layer = 1
+    with pytest.raises(ValueError, match="soft_token_layer=0"):
+        group_similarity(model, tokenizer, WORD_GROUPS["colors"])
+    result = main(["--model", str(stages[3]), "--output", str(tmp_path)])
+    assert json.loads((tmp_path / "embeddings.json").read_text())["shapes"] == result["shapes"]
