@@ -440,3 +440,26 @@ def test_embedding_similarity_per_word_group(stages, tmp_path):
         group_similarity(model, tokenizer, WORD_GROUPS["colors"])
     result = main(["--model", str(stages[3]), "--output", str(tmp_path)])
     assert json.loads((tmp_path / "embeddings.json").read_text())["shapes"] == result["shapes"]
+
+
+def test_untie_expert_embeddings_copies_them_and_survives_reload(stages, micro_data, tmp_path):
+    from train.run import main as run
+    from train.stages import untie_expert_embeddings
+
+    model = _load(stages[2])
+    before = model.expert.get_input_embeddings().weight.detach().clone()
+    untie_expert_embeddings(model)
+    output = model.expert.get_output_embeddings().weight
+    assert output is not model.expert.get_input_embeddings().weight and torch.equal(output, before)
+    with torch.no_grad():
+        output.mul_(2.0)
+    model.save_pretrained(tmp_path / "untied")
+    again = _load(tmp_path / "untied")
+    assert not again.config.expert_config.tie_word_embeddings
+    assert torch.equal(again.expert.get_input_embeddings().weight, before)
+    assert torch.equal(again.expert.get_output_embeddings().weight, 2.0 * before)
+    with pytest.raises(ValueError, match="tied input and output"):
+        untie_expert_embeddings(again)
+    with pytest.raises(ValueError, match="belongs to stage 2"):
+        run(["--data", str(micro_data), "--stage", "3", "--init", str(stages[2]), "--output", str(tmp_path / "s3"),
+             "--max-steps", "1", "--untie-expert-embeddings"])

@@ -28,7 +28,8 @@ from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
                         StageDataset, clip_caption_ids, encode_videos, load_pixel_cache, read_split)
-from train.stages import LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads
+from train.stages import (LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads,
+                          untie_expert_embeddings)
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
 CAPTION_BATCH_VIDEOS = 32
@@ -107,6 +108,9 @@ def main(argv=None) -> None:
     parser.add_argument("--align-caption-projector", action="store_true",
                         help="stage 3: start the caption projector as the least-squares map from the expert's to the "
                              "LLM's embeddings of the caption tokens (train.stages.align_caption_projector)")
+    parser.add_argument("--untie-expert-embeddings", action="store_true",
+                        help="stage 2: the expert's output layer stops sharing its input embeddings "
+                             "(train.stages.untie_expert_embeddings)")
     parser.add_argument("--lookup-fraction", type=float, default=0.0,
                         help="stage 3 (and the text stage's caption QA): share of conversations ending with one "
                              "option lookup turn")
@@ -191,6 +195,10 @@ def main(argv=None) -> None:
         residual = align_caption_projector(model, caption_tokens)
         print(f"caption projector aligned on {len(set(caption_tokens))} caption tokens "
               f"(relative residual {residual:.2e})")
+    if args.untie_expert_embeddings:
+        if args.stage != 2:
+            raise ValueError(f"--untie-expert-embeddings belongs to stage 2, got --stage {args.stage}.")
+        untie_expert_embeddings(model)
     trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower)
     if args.stage == 0:
         vision = model.config.vision_config

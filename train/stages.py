@@ -106,3 +106,25 @@ def align_caption_projector(model, token_ids: list[int]) -> float:
     projector.weight.copy_(solution[:-1].T.to(projector.weight.dtype))
     projector.bias.copy_(solution[-1].to(projector.bias.dtype))
     return ((inputs @ solution - target).norm() / target.norm()).item()
+
+
+@torch.no_grad()
+def untie_expert_embeddings(model) -> None:
+    """Give the expert an output layer of its own, starting as a copy of its (tied) input embeddings.
+
+    With `soft_token_layer=0` the soft tokens are the expert's input embeddings of its caption tokens. Tied to the
+    output layer, those embeddings are trained as classifier weights too, and words the expert cannot tell apart in
+    the frames (here the four directions) get nearly equal vectors (`python -m eval.embeddings`: cosine 0.97), so
+    the LLM cannot read them apart even from correct captions. Untied, the input embeddings only learn what helps
+    the expert read its own caption. The paper's experts are pretrained LLMs whose word embeddings are distinct
+    from the start.
+
+    Raises:
+        ValueError: if the model has no expert or its embeddings are already untied.
+    """
+    if model.expert is None or not model.config.expert_config.tie_word_embeddings:
+        raise ValueError("untie_expert_embeddings needs an expert with tied input and output embeddings.")
+    output = model.expert.get_output_embeddings()
+    output.weight = torch.nn.Parameter(model.expert.get_input_embeddings().weight.detach().clone())
+    model.config.expert_config.tie_word_embeddings = False
+    model.expert.config.tie_word_embeddings = False
