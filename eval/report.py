@@ -21,8 +21,8 @@ def training_table(runs: Path) -> str:
         total += log["wall_seconds"]
         videos = f"{log['videos']} + {log['text_scenes']} text-only" if log.get("text_scenes") else log["videos"]
         loss = f"{float(losses[0]):.3f} -> {float(losses[-1]):.3f}" if losses else "not logged"
-        rows.append(f"| {path.parent.name} | {log.get('device', '?')} | {videos} | {log['examples']} | {steps} | {speed:.2f} | "
-                    f"{log['wall_seconds'] / 60:.1f} min | {loss} |")
+        rows.append(f"| {path.parent.name} | {log.get('device', '?')} | {videos} | {log['examples']} | {steps} | "
+                    f"{speed:.2f} | {log['wall_seconds'] / 60:.1f} min | {loss} |")
     rows.append(f"| all | | | | | | {total / 60:.1f} min | |")
     return "\n".join(rows)
 

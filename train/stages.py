@@ -126,5 +126,4 @@ def untie_expert_embeddings(model) -> None:
         raise ValueError("untie_expert_embeddings needs an expert with tied input and output embeddings.")
     output = model.expert.get_output_embeddings()
     output.weight = torch.nn.Parameter(model.expert.get_input_embeddings().weight.detach().clone())
-    model.config.expert_config.tie_word_embeddings = False
-    model.expert.config.tie_word_embeddings = False
+    model.config.expert_config.tie_word_embeddings = False  # the expert's own config object: saved with the model

@@ -55,8 +55,8 @@ def _attribute_fractions(record: dict, patch_size: int, image_size: int) -> tupl
         raise ValueError(f"{record['id']}: frames are {scene.height}x{scene.width}, the vision tower takes "
                          f"{image_size}x{image_size}; dense labels need videos at the tower's resolution.")
     color_map, shape_map = render_attribute_maps(scene)
-    return patch_fractions(color_map, NUM_COLOR_CLASSES, patch_size), patch_fractions(shape_map, NUM_SHAPE_CLASSES,
-                                                                                     patch_size)
+    colors = patch_fractions(color_map, NUM_COLOR_CLASSES, patch_size)
+    return colors, patch_fractions(shape_map, NUM_SHAPE_CLASSES, patch_size)
 
 
 def load_attribute_cache(data_dir: Path, split: str, records: list[dict], patch_size: int, image_size: int,
