@@ -463,3 +463,23 @@ def test_untie_expert_embeddings_copies_them_and_survives_reload(stages, micro_d
     with pytest.raises(ValueError, match="belongs to stage 2"):
         run(["--data", str(micro_data), "--stage", "3", "--init", str(stages[2]), "--output", str(tmp_path / "s3"),
              "--max-steps", "1", "--untie-expert-embeddings"])
+
+
+def test_freeze_expert_embeddings_keeps_the_soft_tokens_and_trains_the_rest(stages, micro_data, tmp_path):
+    from train.run import main as run
+    from train.stages import freeze_for_stage
+
+    before = _load(stages[2])
+    output = tmp_path / "stage2_frozen_embeddings"
+    run(["--data", str(micro_data), "--stage", "2", "--init", str(stages[2]), "--output", str(output),
+         "--max-steps", "3", "--batch-size", "2", "--lr", "3e-3", "--warmup", "0", "--threads", "2",
+         "--freeze-vision-tower", "--cache-vision-features", "--untie-expert-embeddings",
+         "--freeze-expert-embeddings"])
+    after = _load(output)
+    assert torch.equal(after.expert.get_input_embeddings().weight, before.expert.get_input_embeddings().weight)
+    assert not torch.equal(after.expert.get_output_embeddings().weight, before.expert.get_output_embeddings().weight)
+    assert not torch.equal(after.expert_projector[0].weight, before.expert_projector[0].weight)
+    with pytest.raises(ValueError, match="not tied"):
+        freeze_for_stage(before, 2, freeze_expert_embeddings=True)  # tied: the output layer would freeze too
+    with pytest.raises(ValueError, match="got stage 3"):
+        freeze_for_stage(after, 3, freeze_expert_embeddings=True)

@@ -111,6 +111,10 @@ def main(argv=None) -> None:
     parser.add_argument("--untie-expert-embeddings", action="store_true",
                         help="stage 2: the expert's output layer stops sharing its input embeddings "
                              "(train.stages.untie_expert_embeddings)")
+    parser.add_argument("--freeze-expert-embeddings", action="store_true",
+                        help="stage 2, with untied expert embeddings: keep the expert's input embeddings (the soft "
+                             "tokens at soft_token_layer=0) so that a stage-3 LLM trained on them still reads the "
+                             "retrained expert's captions (train.stages.freeze_for_stage)")
     parser.add_argument("--lookup-fraction", type=float, default=0.0,
                         help="stage 3 (and the text stage's caption QA): share of conversations ending with one "
                              "option lookup turn")
@@ -199,7 +203,7 @@ def main(argv=None) -> None:
         if args.stage != 2:
             raise ValueError(f"--untie-expert-embeddings belongs to stage 2, got --stage {args.stage}.")
         untie_expert_embeddings(model)
-    trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower)
+    trainable = freeze_for_stage(model, args.stage, args.freeze_vision_tower, args.freeze_expert_embeddings)
     if args.stage == 0:
         vision = model.config.vision_config
         colors, shapes = load_attribute_cache(args.data, "train", records, vision.patch_size, vision.image_size,

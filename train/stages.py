@@ -25,17 +25,28 @@ TRAINED_MODULES = {
 }
 
 
-def freeze_for_stage(model, stage: int | str, freeze_vision_tower: bool = False) -> int:
+def freeze_for_stage(model, stage: int | str, freeze_vision_tower: bool = False,
+                     freeze_expert_embeddings: bool = False) -> int:
     """Set `requires_grad` for `stage` (`TRAINED_MODULES`, without the vision tower if `freeze_vision_tower`);
     returns the number of trainable parameters.
 
+    `freeze_expert_embeddings` (stage 2) keeps the expert's input embeddings as they are. With `soft_token_layer=0`
+    they are the soft tokens, so an expert retrained this way gives a caption the very vectors that an LLM already
+    trained in stage 3 learnt to read: a better captioner can replace the old one under the same LLM. Its output
+    layer must be its own (`untie_expert_embeddings`), else it would be frozen too.
+
     Raises:
-        ValueError: for an unknown stage, or `freeze_vision_tower` in stage 0 (which trains only the tower).
+        ValueError: for an unknown stage, `freeze_vision_tower` in stage 0 (which trains only the tower), or
+            `freeze_expert_embeddings` outside stage 2 or with tied expert embeddings.
     """
     if stage not in TRAINED_MODULES:
         raise ValueError(f"Unknown stage {stage}; expected one of {sorted(TRAINED_MODULES)}.")
     if freeze_vision_tower and stage == 0:
         raise ValueError("`freeze_vision_tower` would leave stage 0 nothing to train.")
+    if freeze_expert_embeddings and (stage != 2 or model.config.expert_config.tie_word_embeddings):
+        raise ValueError("`freeze_expert_embeddings` needs stage 2 and an expert whose output layer is not tied to "
+                         f"its input embeddings (untie_expert_embeddings); got stage {stage}, tied="
+                         f"{model.config.expert_config.tie_word_embeddings}.")
     model.requires_grad_(False)
     for name in TRAINED_MODULES[stage]:
         if freeze_vision_tower and name == "vision_model":
@@ -43,6 +54,8 @@ def freeze_for_stage(model, stage: int | str, freeze_vision_tower: bool = False)
         module = getattr(model, name)
         if module is not None:
             module.requires_grad_(True)
+    if freeze_expert_embeddings:
+        model.expert.get_input_embeddings().requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
