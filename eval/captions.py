@@ -5,12 +5,13 @@
 A fast diagnostic of training stage 2: share of clip captions identical to the ground truth, sentence-level
 precision and recall, overall and per sentence kind (the object list counts as one sentence; `sentence_scores`),
 and the Spearman correlation between a clip's ground-truth event count and its caption length in tokens (the
-soft-token budget). Prints and returns JSON.
+soft-token budget), and per event kind whether the expert saw it at all (`event_kind_scores`). Prints and
+returns JSON.
 """
 
 import argparse
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -44,6 +45,7 @@ def caption_quality(model, processor, data_dir, split: str, max_videos: int | No
         "sentence_precision": scores["all"]["precision"] or 0.0,  # 0 when the expert wrote no sentence
         "sentence_recall": scores["all"]["recall"] or 0.0,
         "sentence_scores": scores,
+        "event_kind_scores": event_kind_scores(predicted, truth),
         "spearman_events_vs_tokens": float(rho),
     }
 
@@ -66,6 +68,27 @@ def sentence_scores(predicted: list[str], truth: list[str]) -> dict:
         for sentence in answer_set:
             for kind in ("all", sentence_kind(sentence)):
                 counts[kind]["truth"] += 1
+    return {kind: {"precision": c["hits"] / c["generated"] if c["generated"] else None,
+                   "recall": c["hits"] / c["truth"] if c["truth"] else None,
+                   "generated_sentences": c["generated"], "truth_sentences": c["truth"]}
+            for kind, c in sorted(counts.items())}
+
+
+def event_kind_scores(predicted: list[str], truth: list[str]) -> dict:
+    """Per sentence kind, whether the expert saw that *kind* of event in the clip, whoever did it: a clip's
+    generated and true captions are compared as multisets of sentence kinds (`synthvid.captions.sentence_kind`), so
+    "the blue square grows." counts as a right "grow" where the truth says "the red circle grows.". `precision` is
+    the share of generated sentences of a kind matched by one of that kind in the true caption, `recall` the share
+    of true ones matched (None without sentences to count). Separates seeing an event from naming its object,
+    which `sentence_scores` (word-for-word sentences) lumps together."""
+    counts = defaultdict(lambda: {"hits": 0, "generated": 0, "truth": 0})
+    for guess, answer in zip(predicted, truth):
+        guess_kinds = Counter(sentence_kind(s) for s in split_sentences(guess))
+        answer_kinds = Counter(sentence_kind(s) for s in split_sentences(answer))
+        for kind in guess_kinds | answer_kinds:
+            counts[kind]["hits"] += min(guess_kinds[kind], answer_kinds[kind])
+            counts[kind]["generated"] += guess_kinds[kind]
+            counts[kind]["truth"] += answer_kinds[kind]
     return {kind: {"precision": c["hits"] / c["generated"] if c["generated"] else None,
                    "recall": c["hits"] / c["truth"] if c["truth"] else None,
                    "generated_sentences": c["generated"], "truth_sentences": c["truth"]}

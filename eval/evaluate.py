@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
-from eval.captions import sentence_scores
+from eval.captions import event_kind_scores, sentence_scores
 from synthvid import format_question
 from synthvid.dataset import write_text_atomic
 from train.data import MC_SUFFIX, clip_caption_ids, read_split
@@ -114,7 +114,9 @@ def summarize(results: dict) -> dict:
     rho, p_value = spearmanr(events, tokens) if len(set(tokens)) > 1 else (float("nan"), float("nan"))
     visual = sum(v["visual_tokens"] for v in videos) / len(videos)
     full = sum(v["full_visual_tokens"] for v in videos) / len(videos)
-    exact_captions = sum(c == t for v in videos for c, t in zip(v["captions"], v["truth"]))
+    captions = [c for v in videos for c in v["captions"]]
+    truths = [t for v in videos for t in v["truth"]]
+    exact_captions = sum(c == t for c, t in zip(captions, truths))
     timings = defaultdict(float)
     for v in videos:
         for name, seconds in v["timings"].items():
@@ -138,8 +140,8 @@ def summarize(results: dict) -> dict:
         "mean_soft_tokens_per_video": sum(tokens) / len(videos),
         "spearman_events_vs_tokens": {"rho": rho, "p_value": p_value, "clips": len(tokens)},
         "exact_clip_captions": exact_captions / len(tokens),
-        "caption_sentences": sentence_scores([c for v in videos for c in v["captions"]],
-                                             [t for v in videos for t in v["truth"]]),
+        "caption_sentences": sentence_scores(captions, truths),
+        "caption_event_kinds": event_kind_scores(captions, truths),
         "mean_visual_tokens": visual,
         "mean_full_visual_tokens": full,
         "visual_token_ratio": visual / full,

@@ -211,6 +211,17 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     summary = json.loads((oracle / "test_summary.json").read_text())
     assert summary["ground_truth_captions"] is True and summary["exact_clip_captions"] == 1.0
     assert summary["caption_sentences"]["all"]["recall"] == 1.0
+    assert all(score["recall"] in (1.0, None) for score in summary["caption_event_kinds"].values())
+
+
+def test_event_kind_scores_ignore_which_object_did_it():
+    from eval.captions import event_kind_scores
+
+    scores = event_kind_scores(["a red circle. the blue square grows. the red circle moves up.", "an empty scene."],
+                               ["a red circle. the red circle grows.", "an empty scene."])
+    assert scores["grow"] == {"precision": 1.0, "recall": 1.0, "generated_sentences": 1, "truth_sentences": 1}
+    assert scores["move"]["precision"] == 0.0 and scores["move"]["recall"] is None
+    assert scores["objects"]["recall"] == scores["empty"]["recall"] == 1.0
 
 
 def test_stage_three_redraws_option_order_per_read(micro_data):
