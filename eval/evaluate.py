@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from eval.captions import event_kind_scores, sentence_scores
 from synthvid import format_question
+from synthvid.captions import caption_event_count
 from synthvid.dataset import write_text_atomic
 from train.data import MC_SUFFIX, clip_caption_ids, read_split
 
@@ -139,6 +140,9 @@ def summarize(results: dict) -> dict:
         "mean_soft_tokens_per_clip": sum(tokens) / len(tokens),
         "mean_soft_tokens_per_video": sum(tokens) / len(videos),
         "spearman_events_vs_tokens": {"rho": rho, "p_value": p_value, "clips": len(tokens)},
+        # the same against the number of event sentences the expert wrote: the token rho also counts the object list
+        "spearman_events_vs_caption_events": float(spearmanr(events, [caption_event_count(c) for c in captions])
+                                                   .statistic),
         "exact_clip_captions": exact_captions / len(tokens),
         "caption_sentences": sentence_scores(captions, truths),
         "caption_event_kinds": event_kind_scores(captions, truths),

@@ -212,6 +212,7 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     assert summary["ground_truth_captions"] is True and summary["exact_clip_captions"] == 1.0
     assert summary["caption_sentences"]["all"]["recall"] == 1.0
     assert all(score["recall"] in (1.0, None) for score in summary["caption_event_kinds"].values())
+    assert summary["spearman_events_vs_caption_events"] == pytest.approx(1.0)  # true captions state every event
 
 
 def test_event_kind_scores_ignore_which_object_did_it():
