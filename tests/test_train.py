@@ -491,7 +491,7 @@ def test_freeze_expert_embeddings_keeps_the_soft_tokens_and_trains_the_rest(stag
     assert torch.equal(after.expert.get_input_embeddings().weight, before.expert.get_input_embeddings().weight)
     assert not torch.equal(after.expert.get_output_embeddings().weight, before.expert.get_output_embeddings().weight)
     assert not torch.equal(after.expert_projector[0].weight, before.expert_projector[0].weight)
-    with pytest.raises(ValueError, match="not tied"):
-        freeze_for_stage(before, 2, freeze_expert_embeddings=True)  # tied: the output layer would freeze too
+    with pytest.raises(ValueError, match="expert tied"):
+        freeze_for_stage(before, 2, freeze_expert_embeddings=True)  # the output layer would freeze too
     with pytest.raises(ValueError, match="got stage 3"):
         freeze_for_stage(after, 3, freeze_expert_embeddings=True)

@@ -43,10 +43,12 @@ def freeze_for_stage(model, stage: int | str, freeze_vision_tower: bool = False,
         raise ValueError(f"Unknown stage {stage}; expected one of {sorted(TRAINED_MODULES)}.")
     if freeze_vision_tower and stage == 0:
         raise ValueError("`freeze_vision_tower` would leave stage 0 nothing to train.")
-    if freeze_expert_embeddings and (stage != 2 or model.config.expert_config.tie_word_embeddings):
-        raise ValueError("`freeze_expert_embeddings` needs stage 2 and an expert whose output layer is not tied to "
-                         f"its input embeddings (untie_expert_embeddings); got stage {stage}, tied="
-                         f"{model.config.expert_config.tie_word_embeddings}.")
+    if freeze_expert_embeddings:
+        expert = "absent" if model.expert is None else (
+            "tied" if model.config.expert_config.tie_word_embeddings else "untied")
+        if stage != 2 or expert != "untied":
+            raise ValueError("`freeze_expert_embeddings` needs stage 2 and an expert whose output layer is not tied "
+                             f"to its input embeddings (untie_expert_embeddings); got stage {stage}, expert {expert}.")
     model.requires_grad_(False)
     for name in TRAINED_MODULES[stage]:
         if freeze_vision_tower and name == "vision_model":
