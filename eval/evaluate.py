@@ -105,6 +105,11 @@ def accuracy(rows, key: str = "correct") -> dict:
     return {"accuracy": sum(r[key] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
 
 
+def _spearman(x: list, y: list) -> float:
+    """Spearman's rho, NaN when either side is constant (undefined; scipy would warn)."""
+    return float(spearmanr(x, y).statistic) if len(set(x)) > 1 and len(set(y)) > 1 else float("nan")
+
+
 def summarize(results: dict) -> dict:
     questions, videos = results["questions"], list(results["videos"].values())
     per_task = defaultdict(list)
@@ -141,8 +146,7 @@ def summarize(results: dict) -> dict:
         "mean_soft_tokens_per_video": sum(tokens) / len(videos),
         "spearman_events_vs_tokens": {"rho": rho, "p_value": p_value, "clips": len(tokens)},
         # the same against the number of event sentences the expert wrote: the token rho also counts the object list
-        "spearman_events_vs_caption_events": float(spearmanr(events, [caption_event_count(c) for c in captions])
-                                                   .statistic),
+        "spearman_events_vs_caption_events": _spearman(events, [caption_event_count(c) for c in captions]),
         "exact_clip_captions": exact_captions / len(tokens),
         "caption_sentences": sentence_scores(captions, truths),
         "caption_event_kinds": event_kind_scores(captions, truths),
