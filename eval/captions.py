@@ -50,6 +50,15 @@ def caption_quality(model, processor, data_dir, split: str, max_videos: int | No
     }
 
 
+def _precision_recall(counts: dict) -> dict:
+    """`{kind: {"hits", "generated", "truth"}}` counts -> per kind `precision`, `recall` (None without sentences to
+    count) and the sentence counts, kinds sorted."""
+    return {kind: {"precision": c["hits"] / c["generated"] if c["generated"] else None,
+                   "recall": c["hits"] / c["truth"] if c["truth"] else None,
+                   "generated_sentences": c["generated"], "truth_sentences": c["truth"]}
+            for kind, c in sorted(counts.items())}
+
+
 def sentence_scores(predicted: list[str], truth: list[str]) -> dict:
     """Sentence-level scores of clip captions against the ground truth (pairs in order), overall ("all") and per
     sentence kind (`synthvid.captions.sentence_kind`: "objects", "empty", "move", "grow", ...): `precision`, the
@@ -68,10 +77,7 @@ def sentence_scores(predicted: list[str], truth: list[str]) -> dict:
         for sentence in answer_set:
             for kind in ("all", sentence_kind(sentence)):
                 counts[kind]["truth"] += 1
-    return {kind: {"precision": c["hits"] / c["generated"] if c["generated"] else None,
-                   "recall": c["hits"] / c["truth"] if c["truth"] else None,
-                   "generated_sentences": c["generated"], "truth_sentences": c["truth"]}
-            for kind, c in sorted(counts.items())}
+    return _precision_recall(counts)
 
 
 def event_kind_scores(predicted: list[str], truth: list[str]) -> dict:
@@ -89,10 +95,7 @@ def event_kind_scores(predicted: list[str], truth: list[str]) -> dict:
             counts[kind]["hits"] += min(guess_kinds[kind], answer_kinds[kind])
             counts[kind]["generated"] += guess_kinds[kind]
             counts[kind]["truth"] += answer_kinds[kind]
-    return {kind: {"precision": c["hits"] / c["generated"] if c["generated"] else None,
-                   "recall": c["hits"] / c["truth"] if c["truth"] else None,
-                   "generated_sentences": c["generated"], "truth_sentences": c["truth"]}
-            for kind, c in sorted(counts.items())}
+    return _precision_recall(counts)
 
 
 def main(argv=None) -> None:
