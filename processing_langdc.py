@@ -71,6 +71,20 @@ DATA_FLAG_IMAGE = 1
 DATA_FLAG_MULTI_IMAGE = 2
 DATA_FLAG_VIDEO = 3
 
+
+def frame_prompt(num_frames: int) -> str:
+    """The PVC/InternVL video prefix of a question: one `Frame{i}: <image>` line per sampled frame (i from 1), for
+    `data_flag=3` with `num_patches_list = [1] * num_frames`. The model puts clip k's block at the placeholder of
+    its first frame, so each block follows the number of that frame (a time stamp the LLM can read); the one
+    `<video>` placeholder is the other accepted form.
+
+    Raises:
+        ValueError: if `num_frames` is not a positive integer.
+    """
+    if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1:
+        raise ValueError(f"`num_frames` must be a positive integer, got {num_frames!r}.")
+    return "".join(f"Frame{i + 1}: {IMAGE_TOKEN}\n" for i in range(num_frames))
+
 # File signatures of still-image formats: such a file renamed `.mp4` is opened by FFmpeg as a 1-frame "video".
 _IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -913,6 +927,8 @@ class LangDCProcessor(ProcessorMixin):
         `(pixel_values, video_pixel_values [n_tiles, 3, S_v, S_v])`."""
         return self.image_processor.load_image(image, max_num=max_num)
 
+    frame_prompt = staticmethod(frame_prompt)
+
     def load_video(
         self, video_path, num_segments: int | None = None, bound=None, return_metadata: bool = False, **kwargs
     ):
@@ -1129,6 +1145,7 @@ __all__ = [
     "build_transform",
     "dynamic_preprocess",
     "find_closest_aspect_ratio",
+    "frame_prompt",
     "frames_to_pixel_values",
     "get_index",
     "load_image",

@@ -24,7 +24,7 @@ from eval.captions import event_kind_scores, sentence_scores
 from synthvid import format_question
 from synthvid.captions import caption_event_count
 from synthvid.dataset import write_text_atomic
-from train.data import MC_SUFFIX, clip_caption_ids, read_split
+from train.data import MC_SUFFIX, VIDEO_PROMPTS, clip_caption_ids, read_split, video_prefix
 
 LETTERS = "ABCD"
 ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
@@ -54,11 +54,12 @@ def samples(records, max_videos: int | None):
 
 
 def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
-             max_new_tokens: int = 12, ground_truth_captions: bool = False) -> dict:
+             max_new_tokens: int = 12, ground_truth_captions: bool = False, prompt: str = "video") -> dict:
     """Run every multiple-choice question of `split` and collect per-question and per-video results.
 
     `ground_truth_captions`: the LLM reads the ground-truth clip captions instead of the expert's (the
-    oracle-expert ablation: what the LLM side achieves with perfect captions).
+    oracle-expert ablation: what the LLM side achieves with perfect captions). `prompt`: the video as one
+    `<video>` ("video") or one `Frame{i}: <image>` line per frame ("frames", the PVC form; `train.data.video_prefix`).
     """
     records = read_split(data_dir, split)
     pixel_cache = {}
@@ -76,7 +77,8 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             values, num_patches = pixel_cache[record["id"]]
             pixels.append(values)
             patches.append(num_patches)
-        prompts = [f"<video>\n{format_question(q)}\n{MC_SUFFIX}" for _, q in batch]
+        prompts = [f"{video_prefix(prompt, len(frames))}{format_question(q)}\n{MC_SUFFIX}"
+                   for frames, (_, q) in zip(patches, batch)]
         captions = None
         if ground_truth_captions:
             captions = [ids for record, _ in batch for ids in clip_caption_ids(caption_tokenizer, record)]
@@ -231,16 +233,18 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument("--ground-truth-captions", action="store_true",
                         help="oracle expert: the LLM reads the ground-truth clip captions")
+    parser.add_argument("--prompt", default="video", choices=VIDEO_PROMPTS,
+                        help="the video as one <video>, or one `Frame{i}: <image>` line per frame (PVC)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos,
-                       ground_truth_captions=args.ground_truth_captions)
+                       ground_truth_captions=args.ground_truth_captions, prompt=args.prompt)
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
-                   ground_truth_captions=args.ground_truth_captions,
+                   ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
                    wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.output / f"{args.split}_summary.json")

@@ -19,8 +19,7 @@ def main(argv=None) -> None:
     pixel_values, num_patches_list, metadata = processor.load_video(
         video, num_segments=args.num_frames, return_metadata=True
     )
-    prefix = "".join(f"Frame{i + 1}: <image>\n" for i in range(len(num_patches_list)))
-    question = prefix + (args.question or DEFAULT_QUESTION)
+    question = processor.frame_prompt(len(num_patches_list)) + (args.question or DEFAULT_QUESTION)
     response, info = model.chat(
         tokenizer, pixel_values.to(model.dtype), question, dict(max_new_tokens=args.max_new_tokens, do_sample=False),
         num_patches_list=num_patches_list, data_flag=3, return_info=True, video_metadata=metadata,

@@ -380,8 +380,16 @@ def test_processor_single_and_multi_image(processor, chelsea):
     assert multi["pixel_values"].shape == (4, 3, S, S)
 
 
+def test_frame_prompt_writes_one_numbered_line_per_frame(processor):
+    assert P.frame_prompt(3) == "Frame1: <image>\nFrame2: <image>\nFrame3: <image>\n"
+    assert processor.frame_prompt(2) == P.frame_prompt(2)  # reachable from AutoProcessor's remote class
+    for bad in (0, -1, 2.0, True, None):
+        with pytest.raises(ValueError, match="`num_frames` must be a positive integer"):
+            P.frame_prompt(bad)
+
+
 def test_processor_video_sample(processor, media):
-    frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(8))
+    frames = P.frame_prompt(8)
     by_frames = processor(videos=media["video"], text=frames + "What happens?")
     assert by_frames["num_patches_list"] == [[1] * 8] and by_frames["data_flag"] == [3]
     assert by_frames["pixel_values"].shape == (8, 3, S, S)

@@ -37,7 +37,9 @@ def stages(micro_data, tmp_path_factory):
     for stage, steps in ((0, 12), ("text", 12), (1, 12), (2, 12), (3, 12)):
         outputs[stage] = root / f"stage{stage}"
         extra = {"text": ["--caption-qa-fraction", "0.5", "--lookup-fraction", "0.5", "--text-scenes", "4"],
-                 2: ["--freeze-vision-tower", "--cache-vision-features"], 3: ["--align-caption-projector"]}.get(stage, [])
+                 2: ["--freeze-vision-tower", "--cache-vision-features"],
+                 3: ["--align-caption-projector", "--frame-prompt-fraction", "0.5", "--describe-fraction", "0.5"],
+                 }.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
         init = outputs[stage]
@@ -207,9 +209,10 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
 
     oracle = tmp_path / "oracle"  # the LLM reads the ground-truth captions: they come back as the clip captions
     evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(oracle),
-              "--dtype", "float32", "--batch-size", "4", "--ground-truth-captions"])
+              "--dtype", "float32", "--batch-size", "4", "--ground-truth-captions", "--prompt", "frames"])
     summary = json.loads((oracle / "test_summary.json").read_text())
     assert summary["ground_truth_captions"] is True and summary["exact_clip_captions"] == 1.0
+    assert summary["prompt"] == "frames" and summary["overall"]["questions"] == len(questions)
     assert summary["caption_sentences"]["all"]["recall"] == 1.0
     assert all(score["recall"] in (1.0, None) for score in summary["caption_event_kinds"].values())
     assert summary["spearman_events_vs_caption_events"] == pytest.approx(1.0)  # true captions state every event
@@ -277,6 +280,42 @@ def test_stage_three_lookup_fraction_appends_one_lookup_turn(micro_data):
     text = tokenizer.decode(with_lookup[0]["input_ids"])
     assert text.count("Which option says") == 1
     assert text.index("Which option says") > text.rindex("Answer with the option's letter.")  # the last turn
+
+
+def test_stage_three_frame_prompt_and_description_turn(stages, micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import LangDCCollator, StageDataset, read_split, video_prefix
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(stages[3])  # the micro model's own vocabulary
+    model = _load(stages[3])
+    frames = model.config.num_frames
+    dataset = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, frame_prompt_fraction=1.0,
+                           num_frames=frames, describe_fraction=1.0)
+    item = dataset[0]
+    text = tokenizer.decode(item["input_ids"])
+    assert "<video>" not in text and text.count("<image>") == frames
+    assert video_prefix("frames", frames) + "Describe the video." in text  # the first user turn
+    answers = tokenizer.decode([label for label in item["labels"] if label != -100])
+    assert answers.startswith(records[0]["video_caption"])  # described first, then the questions
+    assert answers.count("<|im_end|>") == len(records[0]["questions"]) + 1
+    plain = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0)
+    assert tokenizer.decode(plain[0]["input_ids"]).count("<video>") == 1  # the default keeps one <video>
+
+    pixels = torch.randn(len(records), frames, 3, 64, 64, dtype=torch.float16)
+    batch = LangDCCollator(pixels, tokenizer.pad_token_id)([item, plain[1]])
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).loss)  # both placeholder forms in one batch
+
+    for kwargs, message in (({"frame_prompt_fraction": 0.5}, "needs `num_frames`"),
+                            ({"describe_fraction": 1.5}, r"`describe_fraction` must be in \[0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            StageDataset(records, 3, tokenizer, "system", **kwargs)
+    with pytest.raises(ValueError, match="belong to stage 3"):
+        StageDataset(records, 1, tokenizer, "system", describe_fraction=0.5)
+    with pytest.raises(ValueError, match="`prompt` must be one of"):
+        video_prefix("clips", frames)
 
 
 def test_text_stage_caption_qa_reads_the_captions_as_text(micro_data):

@@ -16,7 +16,9 @@ as float16 `pixel_values`; every stage then reads the cache.
   (LLaVA-style: the video is encoded once for all its questions, so a step costs ~5x fewer tokens per question),
   re-drawn for every example: question order, option order (so the letter cannot be memorised per question) and
   open-ended or multiple choice; soft tokens from `caption_ids`, either the expert's own generated captions (what
-  inference sees) or the ground truth.
+  inference sees) or the ground truth. Optionally the video is given as one `Frame{i}: <image>` line per frame
+  (the PVC prompt of README's usage, `examples/chat_video.py` and the lmms-eval plug-in) instead of `<video>`, and
+  a conversation opens with stage 1's description turn, so neither form nor "Describe" is new at inference.
 """
 
 import json
@@ -31,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from synthvid import format_answer, format_question, open_question, permute_options
+from tools.remote_code import import_remote
 
 IGNORE_INDEX = -100
 DESCRIBE_PROMPT = "Describe the video."
@@ -38,6 +41,7 @@ MC_SUFFIX = "Answer with the option's letter."
 OPEN_SUFFIX = "Answer briefly."
 LOOKUP_PROMPT = 'Which option says "{}"?'
 TEXT_STAGE = "text"
+VIDEO_PROMPTS = ("video", "frames")  # one `<video>` placeholder, or one `Frame{i}: <image>` line per frame
 STAGES = (0, TEXT_STAGE, 1, 2, 3)  # in recipe order
 
 
@@ -186,6 +190,18 @@ def lookup_turn(question: dict, rng: random.Random) -> tuple[str, str]:
     return user, format_answer({**question, "answer": index, "answer_text": option})
 
 
+def video_prefix(prompt: str, num_frames: int) -> str:
+    """The media part of a video question: `"<video>\n"` (`prompt="video"`) or one `Frame{i}: <image>` line per
+    frame (`"frames"`, `processing_langdc.frame_prompt`, the PVC/InternVL form).
+
+    Raises:
+        ValueError: for a `prompt` not in `VIDEO_PROMPTS`, or a `num_frames` below 1 with `"frames"`.
+    """
+    if prompt not in VIDEO_PROMPTS:
+        raise ValueError(f"`prompt` must be one of {VIDEO_PROMPTS}, got {prompt!r}.")
+    return "<video>\n" if prompt == "video" else import_remote("processing_langdc").frame_prompt(num_frames)
+
+
 def splice_captions(ids: list[int], labels: list[int], video_token_id: int,
                     caption_ids: list[list[int]]) -> tuple[list[int], list[int]]:
     """Replace the one `<video>` placeholder of a tokenised chat by its clips' caption token ids, concatenated in
@@ -236,24 +252,36 @@ class StageDataset(Dataset):
         video_token_id: the `<video>` placeholder id; needed when `caption_qa_fraction` > 0.
         seed: sampling seed. Text and stage-3 examples are drawn anew each time they are read (option order; stage
             3 also question order, open or multiple choice, the caption source), so epochs differ.
+        frame_prompt_fraction: stage 3: share of conversations whose video is one `Frame{i}: <image>` line per
+            frame (`video_prefix("frames", num_frames)`) instead of one `<video>`.
+        num_frames: frames per video (`config.num_frames`); needed when `frame_prompt_fraction` > 0.
+        describe_fraction: stage 3: share of conversations that open with stage 1's turn, `DESCRIBE_PROMPT`
+            answered with the whole-video caption, before the questions.
 
     Raises:
-        ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], or `caption_qa_fraction` > 0
-            without `video_token_id` or outside the text stage.
+        ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
+            without `video_token_id` or outside the text stage, or `frame_prompt_fraction` or
+            `describe_fraction` > 0 outside stage 3 (or the former without `num_frames`).
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
                  ground_truth_fraction: float = 0.0, open_fraction: float = 0.2, seed: int = 0,
                  questions_per_example: int = 0, lookup_fraction: float = 0.0, caption_qa_fraction: float = 0.0,
-                 video_token_id: int | None = None):
+                 video_token_id: int | None = None, frame_prompt_fraction: float = 0.0,
+                 num_frames: int | None = None, describe_fraction: float = 0.0):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
-                            ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction)):
+                            ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction),
+                            ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
             raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
+        if (frame_prompt_fraction > 0 or describe_fraction > 0) and stage != 3:
+            raise ValueError("`frame_prompt_fraction` and `describe_fraction` belong to stage 3.")
+        if frame_prompt_fraction > 0 and not num_frames:
+            raise ValueError("`frame_prompt_fraction` > 0 needs `num_frames`.")
         self.stage = stage
         self.tokenizer = tokenizer
         self.system_message = system_message
@@ -266,6 +294,9 @@ class StageDataset(Dataset):
         self.lookup_fraction = lookup_fraction
         self.caption_qa_fraction = caption_qa_fraction
         self.video_token_id = video_token_id
+        self.frame_prompt_fraction = frame_prompt_fraction
+        self.num_frames = num_frames
+        self.describe_fraction = describe_fraction
         self.records = records
         self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
         self._worker_seed = None  # the DataLoader worker seed `rng` was last re-seeded with
@@ -305,7 +336,7 @@ class StageDataset(Dataset):
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
         else:
-            input_ids, labels = self._qa_conversation(content)
+            input_ids, labels = self._video_conversation(video, content)
             use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
             captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
@@ -317,10 +348,22 @@ class StageDataset(Dataset):
         if info is not None and info.seed != self._worker_seed:
             self.rng, self._worker_seed = random.Random(info.seed), info.seed
 
-    def _qa_conversation(self, questions: list[dict]) -> tuple[list[int], list[int]]:
-        """A stage-3 conversation over `questions` after a `<video>` placeholder, ending with an option lookup with
-        probability `lookup_fraction`."""
-        turns = sample_qa_turns(questions, self.rng, self.open_fraction, first_prefix="<video>\n")
+    def _video_conversation(self, video: int, questions: list[dict]) -> tuple[list[int], list[int]]:
+        """A stage-3 conversation of `video` (`_qa_conversation`), its placeholder `Frame{i}: <image>` lines with
+        probability `frame_prompt_fraction` and its first turn the description with probability
+        `describe_fraction` (each drawn only when its fraction is set, so runs without them keep their stream)."""
+        frames = self.frame_prompt_fraction and self.rng.random() < self.frame_prompt_fraction
+        prefix = video_prefix("frames" if frames else "video", self.num_frames)
+        describe = self.describe_fraction and self.rng.random() < self.describe_fraction
+        first = [(DESCRIBE_PROMPT, self.records[video]["video_caption"])] if describe else []
+        return self._qa_conversation(questions, prefix, first)
+
+    def _qa_conversation(self, questions: list[dict], prefix: str = "<video>\n",
+                         first: list[tuple[str, str]] = ()) -> tuple[list[int], list[int]]:
+        """A conversation: the `first` turns (if any), then `questions`, ending with an option lookup with
+        probability `lookup_fraction`; `prefix` (the media placeholder) opens the first user turn."""
+        turns = list(first) + sample_qa_turns(questions, self.rng, self.open_fraction)
+        turns[0] = (prefix + turns[0][0], turns[0][1])
         if self.rng.random() < self.lookup_fraction:
             turns.append(lookup_turn(self.rng.choice(questions), self.rng))
         return chat_conversation(self.tokenizer, self.system_message, turns)
