@@ -24,6 +24,15 @@ from train.data import read_split
 CAPTION_BATCH_VIDEOS = 16
 
 
+
+def spearman(x: list, y: list) -> tuple[float, float]:
+    """Spearman's `(rho, p_value)` of two equally long sequences; both NaN when either side is constant (rho is
+    undefined there, and scipy would warn)."""
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan"), float("nan")
+    result = spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
 def caption_quality(model, processor, data_dir, split: str, max_videos: int | None = None) -> dict:
     records = read_split(data_dir, split)[:max_videos]
     tokenizer = model.get_expert_tokenizer(processor.tokenizer)  # captions are expert token ids
@@ -37,7 +46,7 @@ def caption_quality(model, processor, data_dir, split: str, max_videos: int | No
     truth = [c for r in records for c in r["clip_captions"]]
     events = [e for r in records for e in r["clip_event_counts"]]
     scores = sentence_scores(predicted, truth)
-    rho = spearmanr(events, [len(ids) for ids in predicted_ids]).statistic
+    rho, _ = spearman(events, [len(ids) for ids in predicted_ids])
     return {
         "videos": len(records),
         "clips": len(truth),
@@ -46,7 +55,7 @@ def caption_quality(model, processor, data_dir, split: str, max_videos: int | No
         "sentence_recall": scores["all"]["recall"] or 0.0,
         "sentence_scores": scores,
         "event_kind_scores": event_kind_scores(predicted, truth),
-        "spearman_events_vs_tokens": float(rho),
+        "spearman_events_vs_tokens": rho,
     }
 
 

@@ -16,11 +16,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
-from eval.captions import event_kind_scores, sentence_scores
+from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid import format_question
 from synthvid.captions import caption_event_count
 from synthvid.dataset import write_text_atomic
@@ -107,11 +106,6 @@ def accuracy(rows, key: str = "correct") -> dict:
     return {"accuracy": sum(r[key] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
 
 
-def _spearman(x: list, y: list) -> float:
-    """Spearman's rho, NaN when either side is constant (undefined; scipy would warn)."""
-    return float(spearmanr(x, y).statistic) if len(set(x)) > 1 and len(set(y)) > 1 else float("nan")
-
-
 def summarize(results: dict) -> dict:
     questions, videos = results["questions"], list(results["videos"].values())
     per_task = defaultdict(list)
@@ -119,7 +113,7 @@ def summarize(results: dict) -> dict:
         per_task[row["task"]].append(row)
     tokens = [t for v in videos for t in v["tokens_per_clip"]]
     events = [e for v in videos for e in v["events_per_clip"]]
-    rho, p_value = spearmanr(events, tokens) if len(set(tokens)) > 1 else (float("nan"), float("nan"))
+    rho, p_value = spearman(events, tokens)
     visual = sum(v["visual_tokens"] for v in videos) / len(videos)
     full = sum(v["full_visual_tokens"] for v in videos) / len(videos)
     captions = [c for v in videos for c in v["captions"]]
@@ -148,7 +142,7 @@ def summarize(results: dict) -> dict:
         "mean_soft_tokens_per_video": sum(tokens) / len(videos),
         "spearman_events_vs_tokens": {"rho": rho, "p_value": p_value, "clips": len(tokens)},
         # the same against the number of event sentences the expert wrote: the token rho also counts the object list
-        "spearman_events_vs_caption_events": _spearman(events, [caption_event_count(c) for c in captions]),
+        "spearman_events_vs_caption_events": spearman(events, [caption_event_count(c) for c in captions])[0],
         "exact_clip_captions": exact_captions / len(tokens),
         "caption_sentences": sentence_scores(captions, truths),
         "caption_event_kinds": event_kind_scores(captions, truths),

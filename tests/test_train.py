@@ -218,6 +218,16 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     assert summary["spearman_events_vs_caption_events"] == pytest.approx(1.0)  # true captions state every event
 
 
+def test_spearman_is_nan_for_a_constant_side():
+    import math
+
+    from eval.captions import spearman
+
+    rho, p_value = spearman([0, 1, 2, 3], [4, 6, 9, 20])
+    assert rho == pytest.approx(1.0) and p_value < 0.1
+    assert all(math.isnan(v) for v in spearman([0, 1, 2], [5, 5, 5]) + spearman([1, 1, 1], [0, 1, 2]))
+
+
 def test_event_kind_scores_ignore_which_object_did_it():
     from eval.captions import event_kind_scores
 
