@@ -141,10 +141,20 @@ def test_align_caption_projector_maps_expert_onto_llm_embeddings(stages):
 def test_export_to_bf16_reloads(stages, tmp_path):
     from tools.export_checkpoint import export
 
-    names = export(stages[3], tmp_path)
+    import shutil
+
+    source, target = tmp_path / "source", tmp_path / "export"
+    shutil.copytree(stages[3], source, ignore=shutil.ignore_patterns("trainer"))
+    with open(source / "processing_langdc.py", "a") as handle:
+        handle.write("# an older copy of the processing code\n")
+    names = export(source, target)
     assert "model.safetensors" in names and "modeling_langdc.py" in names
-    model = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    model = AutoModel.from_pretrained(target, trust_remote_code=True)
     assert model.dtype == torch.bfloat16
+    for name in ("processing_langdc.py", "modeling_langdc.py"):  # the repo's remote code, not the source's copy
+        assert (target / name).read_bytes() == (REPO_ROOT / name).read_bytes(), name
+    for name in ("processor_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        assert (target / name).read_bytes() == (stages[3] / name).read_bytes(), name
 
 
 def test_caption_quality_diagnostic_runs_on_a_stage_checkpoint(stages, micro_data):

@@ -98,6 +98,19 @@ def write_checkpoint_files(model, tokenizer, processor, folder: Path, max_shard_
     _complete_auto_map(folder / "config.json")
 
 
+def load_processor(folder: Path):
+    """The `LangDCProcessor` of a checkpoint folder, built with this repo's processing code rather than the copy in
+    `folder` (as `AutoProcessor` with `trust_remote_code` would): `processor.save_pretrained` writes the source file
+    of the processor's class, so a checkpoint written from it carries the current processing code beside the current
+    modeling code, not the one of the checkpoint it started from."""
+    from transformers import AutoTokenizer
+
+    processing = import_remote("processing_langdc")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    image_processor = processing.LangDCImageProcessor.from_pretrained(folder)
+    return processing.LangDCProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
+
+
 def save_checkpoint(model, tokenizer, processor, output: Path) -> list[str]:
     """Save everything into a temporary folder, then move each file into `output`. Returns the file names."""
     output.mkdir(parents=True, exist_ok=True)

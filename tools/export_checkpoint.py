@@ -7,17 +7,17 @@ import argparse
 from pathlib import Path
 
 import torch
-from transformers import AutoProcessor
 
-from tools.build_checkpoint import save_checkpoint
+from tools.build_checkpoint import load_processor, save_checkpoint
 from tools.remote_code import import_remote
 
 
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16) -> list[str]:
-    """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file."""
+    """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
+    repo's remote-code files, whatever `source` holds)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
-    processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    processor = load_processor(source)
     return save_checkpoint(model, processor.tokenizer, processor, target)
 
 

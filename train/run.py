@@ -23,7 +23,7 @@ import torch
 from transformers import TrainingArguments
 
 from synthvid import text_only_records
-from tools.build_checkpoint import build_config, build_model, build_processor, save_checkpoint
+from tools.build_checkpoint import build_config, build_model, build_processor, load_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
@@ -56,11 +56,9 @@ def initial_model(init: Path, records, vocab_size: int, seed: int):
         config = build_config(spec, tokenizer)
         model = build_model(config, seed=seed, dtype=torch.float32)
         return model, tokenizer, build_processor(config, tokenizer)
-    from transformers import AutoProcessor
-
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(init, trust_remote_code=True)
+    processor = load_processor(init)  # the repo's processing code, as for the model
     return model, processor.tokenizer, processor
 
 
