@@ -6,7 +6,7 @@
 
 from common import base_parser, default_video, load, print_report
 
-DEFAULT_QUESTION = "Describe what happens in the video."
+DEFAULT_QUESTION = "Describe the video."  # the description turn the root was trained on (stage 1; stage 3 since run v13)
 
 
 def main(argv=None) -> None:
