@@ -60,6 +60,19 @@ def _load(path):
     return import_remote("modeling_langdc").LangDCForConditionalGeneration.from_pretrained(path)
 
 
+def test_bf16_autocast_trains_on_cpu(stages, micro_data, tmp_path):
+    import math
+
+    from train.run import main as run
+
+    run(["--data", str(micro_data), "--stage", "1", "--init", str(stages["text"]), "--output", str(tmp_path),
+         "--max-steps", "4", "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000", "--threads", "2",
+         "--bf16"])
+    history = json.loads((tmp_path / "train_log.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses) == 4 and all(math.isfinite(loss) and loss > 0 for loss in losses)  # 0.0 marks NaN steps
+
+
 def test_stage_zero_trains_only_the_vision_tower(stages):
     from transformers import AutoTokenizer
 

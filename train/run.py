@@ -168,6 +168,7 @@ def main(argv=None) -> None:
         dataloader_num_workers=args.dataloader_workers,
         dataloader_persistent_workers=args.dataloader_workers > 0,
         bf16=args.bf16,
+        use_cpu=not torch.cuda.is_available(),  # lets --bf16 autocast on a CPU (the Trainer refuses it otherwise)
         tf32=args.tf32 or None,
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=args.seed,
