@@ -85,6 +85,7 @@ def frame_prompt(num_frames: int) -> str:
         raise ValueError(f"`num_frames` must be a positive integer, got {num_frames!r}.")
     return "".join(f"Frame{i + 1}: {IMAGE_TOKEN}\n" for i in range(num_frames))
 
+
 # File signatures of still-image formats: such a file renamed `.mp4` is opened by FFmpeg as a 1-frame "video".
 _IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
