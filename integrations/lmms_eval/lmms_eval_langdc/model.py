@@ -117,7 +117,9 @@ class LangDC(lmms):
             if len(visuals) != 1:
                 raise ValueError(f"{task} doc {doc_id}: LangDC takes one video per question, got {len(visuals)} visuals.")
             pixel_values, num_patches_list = self.processor.load_video(videos[0], num_segments=self.max_frames_num)
-            prefix = self.processor.frame_prompt(len(num_patches_list))
+            # InternVL's frame lines (`processor.frame_prompt` in current checkpoints), written here so that the
+            # plug-in also runs checkpoints whose remote code predates that method
+            prefix = "".join(f"Frame{i + 1}: <image>\n" for i in range(len(num_patches_list)))
             return pixel_values, ("" if has_placeholder else prefix) + contexts, num_patches_list, DATA_FLAG_VIDEO
         images = [v.convert("RGB") for v in visuals if isinstance(v, Image.Image)]
         if images:
