@@ -24,7 +24,6 @@ from train.data import read_split
 CAPTION_BATCH_VIDEOS = 16
 
 
-
 def spearman(x: list, y: list) -> tuple[float, float]:
     """Spearman's `(rho, p_value)` of two equally long sequences; both NaN when either side is constant (rho is
     undefined there, and scipy would warn)."""
@@ -32,6 +31,7 @@ def spearman(x: list, y: list) -> tuple[float, float]:
         return float("nan"), float("nan")
     result = spearmanr(x, y)
     return float(result.statistic), float(result.pvalue)
+
 
 def caption_quality(model, processor, data_dir, split: str, max_videos: int | None = None) -> dict:
     records = read_split(data_dir, split)[:max_videos]
