@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
+from transformers import AutoTokenizer, GenerationConfig
 
 from tools.remote_code import REPO_ROOT, import_remote
 from tools.tokenizer import CHAT_TEMPLATE, IM_END, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, build_byte_tokenizer
@@ -103,8 +103,6 @@ def load_processor(folder: Path):
     `folder` (as `AutoProcessor` with `trust_remote_code` would): `processor.save_pretrained` writes the source file
     of the processor's class, so a checkpoint written from it carries the current processing code beside the current
     modeling code, not the one of the checkpoint it started from."""
-    from transformers import AutoTokenizer
-
     processing = import_remote("processing_langdc")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     image_processor = processing.LangDCImageProcessor.from_pretrained(folder)
