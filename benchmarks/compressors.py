@@ -143,10 +143,9 @@ def question_row(info, correct) -> dict:
 def run_synthvid(model, tokenizer, processor, data_dir: Path, split: str, methods, budgets, limit, max_new_tokens,
                  decode_tokens, warmup) -> list[dict]:
     """Every (method, budget) on the first `limit` videos of `split`; returns one result row per pair."""
-    from synthvid import format_question
 
     from eval.evaluate import parse_letter
-    from train.data import MC_SUFFIX, read_split
+    from train.data import multiple_choice_prompt, read_split
 
     records = read_split(data_dir, split)[:limit]
     videos = [processor.load_video(str(data_dir / record["video"])) for record in records]
@@ -163,7 +162,7 @@ def run_synthvid(model, tokenizer, processor, data_dir: Path, split: str, method
                 rows, rates = [], []
                 for record, (pixels, patches) in zip(records, videos):
                     for question in record["questions"]:
-                        prompt = f"<video>\n{format_question(question)}\n{MC_SUFFIX}"
+                        prompt = f"<video>\n{multiple_choice_prompt(question)}"
                         response, info = measure_question(model, tokenizer, pixels, patches, prompt, method, budget,
                                                           max_new_tokens)
                         rows.append(question_row(info, parse_letter(response) == question["answer"]))

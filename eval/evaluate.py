@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from eval.captions import event_kind_scores, sentence_scores, spearman
-from synthvid import format_question
 from synthvid.captions import caption_event_count
 from synthvid.dataset import write_text_atomic
-from train.data import MC_SUFFIX, VIDEO_PROMPTS, clip_caption_ids, read_split, video_prefix
+from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
+                        video_prefix)
 
 LETTERS = "ABCD"
 ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
@@ -53,12 +53,15 @@ def samples(records, max_videos: int | None):
 
 
 def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
-             max_new_tokens: int = 12, ground_truth_captions: bool = False, prompt: str = "video") -> dict:
+             max_new_tokens: int = 12, ground_truth_captions: bool = False, prompt: str = "video",
+             question_format: str = "langdc") -> dict:
     """Run every multiple-choice question of `split` and collect per-question and per-video results.
 
     `ground_truth_captions`: the LLM reads the ground-truth clip captions instead of the expert's (the
     oracle-expert ablation: what the LLM side achieves with perfect captions). `prompt`: the video as one
     `<video>` ("video") or one `Frame{i}: <image>` line per frame ("frames", the PVC form; `train.data.video_prefix`).
+    `question_format`: ours ("langdc") or lmms-eval's MVBench prompt ("lmms-mvbench";
+    `train.data.multiple_choice_prompt`).
     """
     records = read_split(data_dir, split)
     pixel_cache = {}
@@ -76,7 +79,7 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             values, num_patches = pixel_cache[record["id"]]
             pixels.append(values)
             patches.append(num_patches)
-        prompts = [f"{video_prefix(prompt, len(frames))}{format_question(q)}\n{MC_SUFFIX}"
+        prompts = [video_prefix(prompt, len(frames)) + multiple_choice_prompt(q, question_format)
                    for frames, (_, q) in zip(patches, batch)]
         captions = None
         if ground_truth_captions:
@@ -229,17 +232,21 @@ def main(argv=None) -> None:
                         help="oracle expert: the LLM reads the ground-truth clip captions")
     parser.add_argument("--prompt", default="video", choices=VIDEO_PROMPTS,
                         help="the video as one <video>, or one `Frame{i}: <image>` line per frame (PVC)")
+    parser.add_argument("--question-format", default="langdc", choices=QUESTION_FORMATS,
+                        help="multiple-choice prompt: ours, or lmms-eval's MVBench prompt "
+                             "(train.data.multiple_choice_prompt)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos,
-                       ground_truth_captions=args.ground_truth_captions, prompt=args.prompt)
+                       ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
+                       question_format=args.question_format)
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
                    ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
-                   wall_seconds=time.perf_counter() - started)
+                   question_format=args.question_format, wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.output / f"{args.split}_summary.json")
     write_json(results, args.output / f"{args.split}_details.json")

@@ -18,8 +18,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from eval.evaluate import report_result
-from synthvid import format_question
-from train.data import MC_SUFFIX, clip_caption_ids, read_split, splice_captions
+from train.data import clip_caption_ids, multiple_choice_prompt, read_split, splice_captions
 from train.text_qa_probe import generation_accuracy
 
 
@@ -32,7 +31,7 @@ def caption_prompts(records, tokenizer, system_message: str, video_token_id: int
         captions = clip_caption_ids(tokenizer, record)
         for question in record["questions"]:
             messages = [{"role": "system", "content": system_message},
-                        {"role": "user", "content": f"<video>\n{format_question(question)}\n{MC_SUFFIX}"}]
+                        {"role": "user", "content": f"<video>\n{multiple_choice_prompt(question)}"}]
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             prompts.append((splice_captions(ids, ids, video_token_id, captions)[0], question, question["task"]))

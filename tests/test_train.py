@@ -38,7 +38,8 @@ def stages(micro_data, tmp_path_factory):
         outputs[stage] = root / f"stage{stage}"
         extra = {"text": ["--caption-qa-fraction", "0.5", "--lookup-fraction", "0.5", "--text-scenes", "4"],
                  2: ["--freeze-vision-tower", "--cache-vision-features"],
-                 3: ["--align-caption-projector", "--frame-prompt-fraction", "0.5", "--describe-fraction", "0.5"],
+                 3: ["--align-caption-projector", "--frame-prompt-fraction", "0.5", "--describe-fraction", "0.5",
+                     "--mvbench-prompt-fraction", "0.5"],
                  }.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
@@ -232,10 +233,12 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
 
     oracle = tmp_path / "oracle"  # the LLM reads the ground-truth captions: they come back as the clip captions
     evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(oracle),
-              "--dtype", "float32", "--batch-size", "4", "--ground-truth-captions", "--prompt", "frames"])
+              "--dtype", "float32", "--batch-size", "4", "--ground-truth-captions", "--prompt", "frames",
+              "--question-format", "lmms-mvbench"])
     summary = json.loads((oracle / "test_summary.json").read_text())
     assert summary["ground_truth_captions"] is True and summary["exact_clip_captions"] == 1.0
     assert summary["prompt"] == "frames" and summary["overall"]["questions"] == len(questions)
+    assert summary["question_format"] == "lmms-mvbench"
     assert summary["caption_sentences"]["all"]["recall"] == 1.0
     assert all(score["recall"] in (1.0, None) for score in summary["caption_event_kinds"].values())
     assert summary["spearman_events_vs_caption_events"] == pytest.approx(1.0)  # true captions state every event
@@ -349,6 +352,43 @@ def test_stage_three_frame_prompt_and_description_turn(stages, micro_data):
         StageDataset(records, 1, tokenizer, "system", describe_fraction=0.5)
     with pytest.raises(ValueError, match="`prompt` must be one of"):
         video_prefix("clips", frames)
+
+
+def test_multiple_choice_prompt_is_ours_or_lmms_evals_mvbench_prompt():
+    from synthvid import format_question
+    from train.data import MC_SUFFIX, multiple_choice_prompt
+
+    mvbench = pytest.importorskip("lmms_eval.tasks.mvbench.utils")
+    question = {"task": "direction", "question": "which way does the red circle move?",
+                "options": ["up", "left", "down", "right"], "answer": 1, "answer_text": "left"}
+    assert multiple_choice_prompt(question) == f"{format_question(question)}\n{MC_SUFFIX}"
+    doc = {"question": question["question"], "candidates": question["options"]}
+    default_post_prompt = {"post_prompt": "Only give the best option.\n"}  # lmms-eval's mvbench.yaml default
+    assert multiple_choice_prompt(question, "lmms-mvbench") == mvbench.mvbench_doc_to_text(doc, default_post_prompt)
+    with pytest.raises(ValueError, match="`question_format` must be one of"):
+        multiple_choice_prompt(question, "mvbench")
+    with pytest.raises(ValueError):
+        multiple_choice_prompt({**question, "options": ["up"]}, "lmms-mvbench")
+
+
+def test_stage_three_mvbench_prompt_fraction_rewrites_every_multiple_choice_turn(stages, micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import MVBENCH_POST_PROMPT, StageDataset, read_split
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(stages[3])
+    dataset = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, mvbench_prompt_fraction=1.0)
+    item = dataset[0]
+    text = tokenizer.decode(item["input_ids"])
+    questions = len(records[0]["questions"])
+    assert text.count("<video>\nQuestion:") == 1  # the placeholder opens the first question
+    assert text.count("Question:") == text.count(MVBENCH_POST_PROMPT) == questions
+    assert "Answer with the option's letter." not in text
+    answers = tokenizer.decode([label for label in item["labels"] if label != -100])
+    assert len(re.findall(r" \([A-D]\)<\|im_end\|>", answers)) == questions  # answers keep "text (letter)"
+    with pytest.raises(ValueError, match="belong to stage 3"):
+        StageDataset(records, 1, tokenizer, "system", mvbench_prompt_fraction=0.5)
 
 
 def test_text_stage_caption_qa_reads_the_captions_as_text(micro_data):

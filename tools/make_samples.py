@@ -14,9 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
-from synthvid import format_answer, format_question
+from synthvid import format_answer
 from tools.remote_code import REPO_ROOT
-from train.data import MC_SUFFIX, read_split
+from train.data import multiple_choice_prompt, read_split
 
 BUSY_MIN_EVENTS = 10
 STATIC_MIN_OBJECTS = 2
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
         samples.append({
             "name": name, "video": str(video), "source_id": record["id"],
             "clip_captions": record["clip_captions"], "clip_event_counts": record["clip_event_counts"],
-            "questions": [{"task": q["task"], "prompt": f"{format_question(q)}\n{MC_SUFFIX}", "answer": format_answer(q)}
+            "questions": [{"task": q["task"], "prompt": multiple_choice_prompt(q), "answer": format_answer(q)}
                           for q in record["questions"]],
         })
     tmp = args.output / "samples.json.tmp"

@@ -42,6 +42,10 @@ OPEN_SUFFIX = "Answer briefly."
 LOOKUP_PROMPT = 'Which option says "{}"?'
 TEXT_STAGE = "text"
 VIDEO_PROMPTS = ("video", "frames")  # one `<video>` placeholder, or one `Frame{i}: <image>` line per frame
+# how a multiple-choice question is written: ours (`synthvid.format_question` + MC_SUFFIX), or lmms-eval's MVBench
+# prompt (lmms_eval.tasks.mvbench.utils.mvbench_doc_to_text with its default post_prompt)
+QUESTION_FORMATS = ("langdc", "lmms-mvbench")
+MVBENCH_POST_PROMPT = "Only give the best option.\n"
 STAGES = (0, TEXT_STAGE, 1, 2, 3)  # in recipe order
 
 
@@ -171,12 +175,34 @@ def chat_example(tokenizer, system_message: str, user: str, answer: str) -> tupl
     return chat_conversation(tokenizer, system_message, [(user, answer)])
 
 
-def question_turn(question: dict, open_ended: bool) -> tuple[str, str]:
-    """`(user text, answer)` of one synthvid question, multiple choice or open-ended (no media placeholder)."""
+def multiple_choice_prompt(question: dict, question_format: str = "langdc") -> str:
+    """The user text of a multiple-choice synthvid question (no media placeholder), in one of `QUESTION_FORMATS`:
+
+    - `"langdc"`: `{question}\n(A) ...\n(D) ...\nAnswer with the option's letter.` (`synthvid.format_question`);
+    - `"lmms-mvbench"`: `Question:{question}\nOption:\n(A) ...\n(D) ...\nOnly give the best option.\n`, the prompt
+      of lmms-eval's MVBench task (`mvbench_doc_to_text`, default `post_prompt`), so that a model trained on both
+      answers harness prompts as it answers ours.
+
+    Raises:
+        ValueError: for a `question_format` not in `QUESTION_FORMATS`, or a malformed question
+            (`format_question`).
+    """
+    if question_format not in QUESTION_FORMATS:
+        raise ValueError(f"`question_format` must be one of {QUESTION_FORMATS}, got {question_format!r}.")
+    if question_format == "langdc":
+        return f"{format_question(question)}\n{MC_SUFFIX}"
+    question_line, *option_lines = format_question(question).split("\n")
+    options = "".join(f"{line}\n" for line in option_lines)
+    return f"Question:{question_line}\nOption:\n{options}{MVBENCH_POST_PROMPT}"
+
+
+def question_turn(question: dict, open_ended: bool, question_format: str = "langdc") -> tuple[str, str]:
+    """`(user text, answer)` of one synthvid question, multiple choice (`multiple_choice_prompt` in
+    `question_format`) or open-ended (no media placeholder). The answer is `format_answer`'s in either format."""
     if open_ended:
         text, answer = open_question(question)
         return f"{text}\n{OPEN_SUFFIX}", answer
-    return f"{format_question(question)}\n{MC_SUFFIX}", format_answer(question)
+    return multiple_choice_prompt(question, question_format), format_answer(question)
 
 
 def lookup_turn(question: dict, rng: random.Random) -> tuple[str, str]:
@@ -220,13 +246,14 @@ def splice_captions(ids: list[int], labels: list[int], video_token_id: int,
 
 
 def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float,
-                    first_prefix: str = "") -> list[tuple[str, str]]:
+                    first_prefix: str = "", question_format: str = "langdc") -> list[tuple[str, str]]:
     """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
-    `open_fraction`, else as multiple choice with its options in a new random order (`permute_options`).
-    `first_prefix` (the media placeholder, or captions as text) opens the first user turn."""
+    `open_fraction`, else as multiple choice (in `question_format`) with its options in a new random order
+    (`permute_options`). `first_prefix` (the media placeholder, or captions as text) opens the first user turn."""
     questions = list(questions)
     rng.shuffle(questions)
-    turns = [question_turn(permute_options(q, rng), rng.random() < open_fraction) for q in questions]
+    turns = [question_turn(permute_options(q, rng), rng.random() < open_fraction, question_format)
+             for q in questions]
     turns[0] = (first_prefix + turns[0][0], turns[0][1])
     return turns
 
@@ -257,6 +284,8 @@ class StageDataset(Dataset):
         num_frames: frames per video (`config.num_frames`); needed when `frame_prompt_fraction` > 0.
         describe_fraction: stage 3: share of conversations that open with stage 1's turn, `DESCRIBE_PROMPT`
             answered with the whole-video caption, before the questions.
+        mvbench_prompt_fraction: stage 3: share of conversations whose multiple-choice questions are written as
+            lmms-eval's MVBench prompt (`multiple_choice_prompt(..., "lmms-mvbench")`) instead of ours.
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
@@ -268,18 +297,21 @@ class StageDataset(Dataset):
                  ground_truth_fraction: float = 0.0, open_fraction: float = 0.2, seed: int = 0,
                  questions_per_example: int = 0, lookup_fraction: float = 0.0, caption_qa_fraction: float = 0.0,
                  video_token_id: int | None = None, frame_prompt_fraction: float = 0.0,
-                 num_frames: int | None = None, describe_fraction: float = 0.0):
+                 num_frames: int | None = None, describe_fraction: float = 0.0,
+                 mvbench_prompt_fraction: float = 0.0):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
                             ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction),
-                            ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction)):
+                            ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction),
+                            ("mvbench_prompt_fraction", mvbench_prompt_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
             raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
-        if (frame_prompt_fraction > 0 or describe_fraction > 0) and stage != 3:
-            raise ValueError("`frame_prompt_fraction` and `describe_fraction` belong to stage 3.")
+        if (frame_prompt_fraction > 0 or describe_fraction > 0 or mvbench_prompt_fraction > 0) and stage != 3:
+            raise ValueError("`frame_prompt_fraction`, `describe_fraction` and `mvbench_prompt_fraction` belong to "
+                             "stage 3.")
         if frame_prompt_fraction > 0 and not num_frames:
             raise ValueError("`frame_prompt_fraction` > 0 needs `num_frames`.")
         self.stage = stage
@@ -297,6 +329,7 @@ class StageDataset(Dataset):
         self.frame_prompt_fraction = frame_prompt_fraction
         self.num_frames = num_frames
         self.describe_fraction = describe_fraction
+        self.mvbench_prompt_fraction = mvbench_prompt_fraction
         self.records = records
         self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
         self._worker_seed = None  # the DataLoader worker seed `rng` was last re-seeded with
@@ -350,19 +383,23 @@ class StageDataset(Dataset):
 
     def _video_conversation(self, video: int, questions: list[dict]) -> tuple[list[int], list[int]]:
         """A stage-3 conversation of `video` (`_qa_conversation`), its placeholder `Frame{i}: <image>` lines with
-        probability `frame_prompt_fraction` and its first turn the description with probability
-        `describe_fraction` (each drawn only when its fraction is set, so runs without them keep their stream)."""
+        probability `frame_prompt_fraction`, its first turn the description with probability `describe_fraction`
+        and its questions in lmms-eval's MVBench format with probability `mvbench_prompt_fraction` (each drawn only
+        when its fraction is set, so runs without them keep their stream)."""
         frames = self.frame_prompt_fraction and self.rng.random() < self.frame_prompt_fraction
         prefix = video_prefix("frames" if frames else "video", self.num_frames)
         describe = self.describe_fraction and self.rng.random() < self.describe_fraction
         first = [(DESCRIBE_PROMPT, self.records[video]["video_caption"])] if describe else []
-        return self._qa_conversation(questions, prefix, first)
+        mvbench = self.mvbench_prompt_fraction and self.rng.random() < self.mvbench_prompt_fraction
+        return self._qa_conversation(questions, prefix, first, "lmms-mvbench" if mvbench else "langdc")
 
-    def _qa_conversation(self, questions: list[dict], prefix: str = "<video>\n",
-                         first: list[tuple[str, str]] = ()) -> tuple[list[int], list[int]]:
-        """A conversation: the `first` turns (if any), then `questions`, ending with an option lookup with
-        probability `lookup_fraction`; `prefix` (the media placeholder) opens the first user turn."""
-        turns = list(first) + sample_qa_turns(questions, self.rng, self.open_fraction)
+    def _qa_conversation(self, questions: list[dict], prefix: str = "<video>\n", first: list[tuple[str, str]] = (),
+                         question_format: str = "langdc") -> tuple[list[int], list[int]]:
+        """A conversation: the `first` turns (if any), then `questions` (multiple choice in `question_format`),
+        ending with an option lookup with probability `lookup_fraction`; `prefix` (the media placeholder) opens the
+        first user turn."""
+        turns = list(first) + sample_qa_turns(questions, self.rng, self.open_fraction,
+                                              question_format=question_format)
         turns[0] = (prefix + turns[0][0], turns[0][1])
         if self.rng.random() < self.lookup_fraction:
             turns.append(lookup_turn(self.rng.choice(questions), self.rng))

@@ -127,6 +127,9 @@ def main(argv=None) -> None:
                              "(the PVC prompt) instead of one `<video>`")
     parser.add_argument("--describe-fraction", type=float, default=0.0,
                         help="stage 3: share of conversations opening with stage 1's \"Describe the video.\" turn")
+    parser.add_argument("--mvbench-prompt-fraction", type=float, default=0.0,
+                        help="stage 3: share of conversations whose multiple-choice questions are written as "
+                             "lmms-eval's MVBench prompt (train.data.multiple_choice_prompt) instead of ours")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -219,7 +222,8 @@ def main(argv=None) -> None:
         dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
                                args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
                                args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
-                               args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction)
+                               args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
+                               args.mvbench_prompt_fraction)
         collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "

@@ -29,11 +29,11 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
 from eval.evaluate import named_option, parse_letter
-from synthvid import format_answer, format_question
+from synthvid import format_answer
 from synthvid.dataset import write_text_atomic
 from synthvid.questions import LETTERS
 from tools.remote_code import import_remote
-from train.data import MC_SUFFIX, chat_conversation, pad_chat_batch, read_split, sample_qa_turns
+from train.data import chat_conversation, multiple_choice_prompt, pad_chat_batch, read_split, sample_qa_turns
 
 CAPTIONS_PREFIX = "Clip captions: "
 DEFAULT_SYSTEM_MESSAGE = import_remote("configuration_langdc").DEFAULT_SYSTEM_MESSAGE
@@ -55,7 +55,7 @@ def validation_prompts(records, tokenizer) -> list[tuple[list[int], dict, str]]:
     prompts = []
     for record in records:
         for question in record["questions"]:
-            user = f"{captions_text(record)}\n{format_question(question)}\n{MC_SUFFIX}"
+            user = f"{captions_text(record)}\n{multiple_choice_prompt(question)}"
             messages = [{"role": "system", "content": DEFAULT_SYSTEM_MESSAGE}, {"role": "user", "content": user}]
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             prompts.append((tokenizer(text, add_special_tokens=False)["input_ids"], question, question["task"]))
