@@ -1,6 +1,6 @@
 """Markdown tables for README from the training logs and an evaluation summary.
 
-    python -m eval.report --runs runs/v7 --summary eval/results-synthvid-v7/test_summary.json
+    python -m eval.report --runs runs/v6 [--summary eval/results-synthvid-v6/test_summary.json]
 """
 
 import argparse
@@ -50,12 +50,15 @@ def eval_table(summary: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs/v7"))
-    parser.add_argument("--summary", type=Path, default=Path("eval/results-synthvid-v7/test_summary.json"))
+    parser.add_argument("--runs", type=Path, required=True, help="a run folder holding stage*/train_log.json")
+    parser.add_argument("--summary", type=Path, default=None, help="an eval.evaluate *_summary.json to tabulate")
     args = parser.parse_args(argv)
+    if not args.runs.is_dir():
+        raise ValueError(f"--runs {args.runs} is not a folder.")
     print(training_table(args.runs))
-    print()
-    print(eval_table(json.loads(args.summary.read_text())))
+    if args.summary is not None:
+        print()
+        print(eval_table(json.loads(args.summary.read_text())))
 
 
 if __name__ == "__main__":

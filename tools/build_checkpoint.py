@@ -104,7 +104,9 @@ def load_processor(folder: Path):
     of the processor's class, so a checkpoint written from it carries the current processing code beside the current
     modeling code, not the one of the checkpoint it started from."""
     processing = import_remote("processing_langdc")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    # trust_remote_code: AutoTokenizer reads the LangDC config (auto_map) to find the model type; without it
+    # transformers stops to ask on a terminal (and prints the question in logs)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     image_processor = processing.LangDCImageProcessor.from_pretrained(folder)
     return processing.LangDCProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
 
