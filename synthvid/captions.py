@@ -134,7 +134,7 @@ def sentence_kind(sentence: str) -> str:
     return next((kind for kind, pattern in _SENTENCE_PATTERNS.items() if pattern.fullmatch(sentence)), "other")
 
 
-def caption_event_count(caption: str, clip: int | None = None) -> int:
+def caption_event_count(caption: str) -> int:
     """Number of events a clip caption states: one per sentence except the object list and `an empty scene.`.
-    Inverse check of `clip_event_counts` (`clip` is accepted for symmetry and not needed)."""
+    Inverse check of `clip_event_counts`."""
     return sum(1 for s in split_sentences(caption) if s != EMPTY_SCENE and not _is_object_list(s))

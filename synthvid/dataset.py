@@ -81,7 +81,7 @@ def make_record(group: str, seed: int, index: int, out_dir=None) -> dict:
     truth = compute_truth(scene, FRAMES_PER_CLIP)
     captions = clip_captions(truth)
     counts = clip_event_counts(truth)
-    stated = [caption_event_count(caption, clip) for clip, caption in enumerate(captions)]
+    stated = [caption_event_count(caption) for caption in captions]
     if stated != counts:
         raise RuntimeError(f"{video_id(group, index)}: captions state {stated} events, ground truth {counts}")
     unseen = group == "test_unseen"

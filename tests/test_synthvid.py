@@ -213,7 +213,7 @@ def test_captions_of_hand_written_specs(name):
     captions = clip_captions(truth)
     assert captions == expected
     assert clip_event_counts(truth) == counts
-    assert [caption_event_count(c, i) for i, c in enumerate(captions)] == counts
+    assert [caption_event_count(c) for c in captions] == counts
 
 
 def test_video_caption_keeps_the_scene_once_and_every_event():
@@ -238,7 +238,7 @@ def test_captions_are_templated_and_counts_match_on_sampled_scenes():
         assert len(captions) == 4
         for clip, caption in enumerate(captions):
             assert caption == caption.lower() and caption.endswith(".")
-            assert caption_event_count(caption, clip) == clip_event_counts(truth)[clip]
+            assert caption_event_count(caption) == clip_event_counts(truth)[clip]
 
 
 def test_every_caption_sentence_has_a_kind():
