@@ -4,8 +4,9 @@
 #   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, text, 1 and 3, same steps
 # OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. Run v6, this recipe
 # as is, is checkpoints/synthvid-v6-cpu (its export, remote-code files linked to the root's). The shipped root is run
-# v13: this recipe's stages 0-2, stage 3 on one GPU (run v7, train/recipe_gpu.sh), the expert retrained twice under
-# that LLM (runs v10 and v11), then a CPU stage 3 on both video prompt forms (README "Runs v10 and v11", "Run v13").
+# v15: this recipe's stages 0-2, stage 3 on one GPU (run v7, train/recipe_gpu.sh), the expert retrained twice under
+# that LLM (runs v10 and v11), then two CPU stage-3 runs: both video prompt forms, then lmms-eval's MVBench question
+# prompt (README "Runs v10 and v11", "Run v13", "Run v15").
 # (checkpoints/synthvid-baseline predates the text stage: it was trained with the run v2 recipe, git history.)
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
