@@ -109,6 +109,17 @@ def accuracy(rows, key: str = "correct") -> dict:
     return {"accuracy": sum(r[key] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
 
 
+def lmms_eval_mvbench_score(questions: list[dict]) -> dict | None:
+    """`accuracy` of the responses as lmms-eval's MVBench task scores them (`mcq_acc`: the answer's letter is its
+    first standalone letter A-E, so `a red circle appears (C)` reads as (A)), or None when lmms-eval is not
+    installed. Our own score (`parse_letter`) reads the parenthesised letter."""
+    try:
+        from lmms_eval.tasks.mvbench.utils import mcq_acc
+    except ImportError:
+        return None
+    return accuracy({"correct": bool(mcq_acc(LETTERS[q["answer"]], q["response"]))} for q in questions)
+
+
 def summarize(results: dict) -> dict:
     questions, videos = results["questions"], list(results["videos"].values())
     per_task = defaultdict(list)
@@ -133,6 +144,7 @@ def summarize(results: dict) -> dict:
         "per_task": {task: accuracy(rows) for task, rows in sorted(per_task.items())},
         "per_task_unseen": {task: accuracy(r for r in rows if r["unseen"]) for task, rows in sorted(per_task.items())},
         "unparsed_responses": sum(r["predicted"] is None for r in questions),
+        "lmms_eval_mvbench_scorer": lmms_eval_mvbench_score(questions),
         "named_option": {  # the option whose text the answer names (`named_option`), a diagnostic
             "overall": accuracy(questions, "named_correct"),
             "unseen": accuracy((r for r in questions if r["unseen"]), "named_correct"),
@@ -258,6 +270,9 @@ def main(argv=None) -> None:
     named = summary["named_option"]
     print(f"named option: {named['overall']['accuracy']:.3f} (unseen {named['unseen']['accuracy'] or 0:.3f}); "
           f"letter agrees with the named option: {named['letter_agrees']['accuracy'] or 0:.3f}")
+    if summary["lmms_eval_mvbench_scorer"] is not None:
+        print(f"accuracy as lmms-eval's MVBench scorer reads the letters: "
+              f"{summary['lmms_eval_mvbench_scorer']['accuracy']:.3f}")
     print("wrote", ", ".join(str(p) for p in [args.output / f"{args.split}_summary.json", *plots]))
 
 

@@ -213,6 +213,15 @@ def test_parse_letter_and_named_option():
     assert named_option("sideways (B)", options) is None
 
 
+def test_lmms_eval_scorer_reads_the_first_standalone_letter():
+    from eval.evaluate import lmms_eval_mvbench_score
+
+    pytest.importorskip("lmms_eval.tasks.mvbench.utils")
+    rows = [{"answer": 2, "response": "grows (C)"}, {"answer": 2, "response": "a red circle appears (C)"},
+            {"answer": 0, "response": "a red circle appears (C)"}, {"answer": 1, "response": "left"}]
+    assert lmms_eval_mvbench_score(rows) == {"accuracy": 0.5, "questions": 4}  # the article "a" reads as (A)
+
+
 def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path):
     from eval.evaluate import main as evaluate
 
@@ -223,6 +232,7 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     assert len(questions) == summary["overall"]["questions"] > 0
     assert summary["unseen"]["questions"] == sum(q["unseen"] for q in questions) > 0
     assert summary["overall"]["accuracy"] == sum(q["correct"] for q in questions) / len(questions)
+    assert summary["lmms_eval_mvbench_scorer"]["questions"] == len(questions)
     named = summary["named_option"]["overall"]["accuracy"]
     assert named == sum(q["named_correct"] for q in questions) / len(questions)
     assert summary["videos"] == 3 and 0 < summary["visual_token_ratio"] < 1
