@@ -191,9 +191,8 @@ def multiple_choice_prompt(question: dict, question_format: str = "langdc") -> s
         raise ValueError(f"`question_format` must be one of {QUESTION_FORMATS}, got {question_format!r}.")
     if question_format == "langdc":
         return f"{format_question(question)}\n{MC_SUFFIX}"
-    question_line, *option_lines = format_question(question).split("\n")
-    options = "".join(f"{line}\n" for line in option_lines)
-    return f"Question:{question_line}\nOption:\n{options}{MVBENCH_POST_PROMPT}"
+    question_line, options = format_question(question).split("\n", 1)
+    return f"Question:{question_line}\nOption:\n{options}\n{MVBENCH_POST_PROMPT}"
 
 
 def question_turn(question: dict, open_ended: bool, question_format: str = "langdc") -> tuple[str, str]:
