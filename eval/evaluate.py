@@ -22,10 +22,10 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid.captions import caption_event_count
 from synthvid.dataset import write_text_atomic
+from synthvid.questions import LETTERS
 from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
                         video_prefix)
 
-LETTERS = "ABCD"
 ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
 
 

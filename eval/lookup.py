@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from eval.evaluate import LETTERS, report_result
+from eval.evaluate import report_result
+from synthvid.questions import LETTERS
 from train.data import chat_conversation, lookup_turn, read_split
 
 

@@ -171,6 +171,27 @@ def test_export_to_bf16_reloads(stages, tmp_path):
         assert (target / name).read_bytes() == (stages[3] / name).read_bytes(), name
 
 
+def test_no_expert_export_keeps_the_shared_weights_and_trains(stages, micro_data, tmp_path):
+    from tools.export_checkpoint import EXPERT_MODULES, export, without_expert
+    from train.run import main as run
+
+    baseline_path, trained_path = tmp_path / "baseline", tmp_path / "trained"
+    export(stages[3], baseline_path, torch.float32, no_expert_pool_grid=2)
+    source, baseline = _load(stages[3]), _load(baseline_path)
+    assert baseline.config.use_expert is False and baseline.config.pool_grid == 2 and baseline.expert is None
+    source_state, baseline_state = source.state_dict(), baseline.state_dict()
+    assert {name.split(".")[0] for name in set(source_state) - set(baseline_state)} <= set(EXPERT_MODULES)
+    for name, tensor in baseline_state.items():
+        assert torch.equal(tensor, source_state[name]), name
+    with pytest.raises(ValueError, match="pool_grid"):
+        without_expert(source, 0)
+    run(["--data", str(micro_data), "--stage", "3", "--init", str(baseline_path), "--output", str(trained_path),
+         "--max-steps", "8", "--batch-size", "2", "--lr", "3e-3", "--warmup", "0", "--logging-steps", "1",
+         "--save-steps", "1000", "--ground-truth-fraction", "1.0", "--cache-vision-features", "--threads", "2"])
+    first, last = first_and_last_loss(trained_path)
+    assert last < first, (first, last)
+
+
 def test_caption_quality_diagnostic_runs_on_a_stage_checkpoint(stages, micro_data):
     from transformers import AutoProcessor
 
