@@ -172,11 +172,11 @@ def test_export_to_bf16_reloads(stages, tmp_path):
 
 
 def test_no_expert_export_keeps_the_shared_weights_and_trains(stages, micro_data, tmp_path):
-    from tools.export_checkpoint import EXPERT_MODULES, export, without_expert
+    from tools.export_checkpoint import EXPERT_MODULES, export, with_visual_tokens
     from train.run import main as run
 
     baseline_path, trained_path = tmp_path / "baseline", tmp_path / "trained"
-    export(stages[3], baseline_path, torch.float32, no_expert_pool_grid=2)
+    export(stages[3], baseline_path, torch.float32, pool_grid=2, use_expert=False)
     source, baseline = _load(stages[3]), _load(baseline_path)
     assert baseline.config.use_expert is False and baseline.config.pool_grid == 2 and baseline.expert is None
     source_state, baseline_state = source.state_dict(), baseline.state_dict()
@@ -184,7 +184,13 @@ def test_no_expert_export_keeps_the_shared_weights_and_trains(stages, micro_data
     for name, tensor in baseline_state.items():
         assert torch.equal(tensor, source_state[name]), name
     with pytest.raises(ValueError, match="pool_grid"):
-        without_expert(source, 0)
+        with_visual_tokens(source, 0)
+    with pytest.raises(ValueError, match="no expert"):
+        with_visual_tokens(baseline, 2)
+    finer = with_visual_tokens(source, 2)  # the dual model, four times the pool tokens, every weight kept
+    assert finer.config.use_expert and finer.config.pool_grid == 2
+    assert all(torch.equal(t, source_state[name]) for name, t in finer.state_dict().items())
+    assert set(finer.state_dict()) == set(source_state)
     run(["--data", str(micro_data), "--stage", "3", "--init", str(baseline_path), "--output", str(trained_path),
          "--max-steps", "8", "--batch-size", "2", "--lr", "3e-3", "--warmup", "0", "--logging-steps", "1",
          "--save-steps", "1000", "--ground-truth-fraction", "1.0", "--cache-vision-features", "--threads", "2"])

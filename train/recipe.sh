@@ -7,13 +7,14 @@
 # v15: this recipe's stages 0-2, stage 3 on one GPU (run v7, train/recipe_gpu.sh), the expert retrained twice under
 # that LLM (runs v10 and v11), then two CPU stage-3 runs: both video prompt forms, then lmms-eval's MVBench question
 # prompt (README "Runs v10 and v11", "Run v13", "Run v15").
-# (checkpoints/synthvid-baseline predates the text stage: it was trained with the run v2 recipe, git history.)
+# (checkpoints/synthvid-baseline is not this recipe's: it is run v15 without its expert, trained further; README
+# "No-expert baseline".)
 set -euo pipefail
 DATA=${DATA:-data/synthvid}
 MODEL=${MODEL:-langdc}
 case "$MODEL" in
   langdc) SPEC=tools/configs/synthvid.json; NAME=synthvid-v6 ;;
-  baseline) SPEC=tools/configs/synthvid_baseline.json; NAME=synthvid-baseline ;;
+  baseline) SPEC=tools/configs/synthvid_baseline.json; NAME=synthvid-baseline-cpu ;;
   *) echo "MODEL must be langdc or baseline, got '$MODEL'" >&2; exit 2 ;;
 esac
 RUNS=${RUNS:-runs/$MODEL}
