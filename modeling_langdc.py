@@ -1019,7 +1019,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         plan = self._plan_media(rows, num_patches, flags, num_tiles)
         media = None
         if plan.clip_tiles:
-            pool_per_tile = self._pool_tokens_per_tile()
+            pool_per_tile = self.pool_tokens_per_tile()
             self._check_context(
                 [len(r) - self._count_placeholders(r) + t * pool_per_tile for r, t in zip(rows, plan.tiles_per_sample)],
                 "text + pool tokens, before captioning",
@@ -1033,8 +1033,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         self._check_context(mask.sum(-1).tolist(), "text + visual tokens")
         return inputs_embeds, mask, spliced_labels, media, rows, visual_counts, pool_mask
 
-    def _pool_tokens_per_tile(self) -> int:
-        """Fixed pool-branch tokens per tile/frame (context grid + video grid when there are two encoders)."""
+    def pool_tokens_per_tile(self) -> int:
+        """Fixed pool-branch tokens per tile/frame (context grid + video grid when there are two encoders; 0 without
+        the pool branch): `pool_grid**2 (+ video_pool_grid**2)`."""
         config = self.config
         if not config.use_pool_branch:
             return 0

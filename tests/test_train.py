@@ -355,6 +355,50 @@ def test_stage_three_lookup_fraction_appends_one_lookup_turn(micro_data):
     assert text.index("Which option says") > text.rindex("Answer with the option's letter.")  # the last turn
 
 
+def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cannot_fit(micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, clip_caption_ids, read_split
+    from train.run import check_context
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    model = AutoModel.from_pretrained(REPO_ROOT, trust_remote_code=True)
+    config = model.config
+    placeholders = (config.image_token_id, config.video_token_id)
+    pool_tokens = model.pool_tokens_per_tile() * config.num_frames
+    generated = [[ids + ids[:5] for ids in clip_caption_ids(tokenizer, record)] for record in records]  # longer
+
+    def drawn_length(item):
+        ids = item["input_ids"]
+        return len(ids) - sum(ids.count(i) for i in placeholders) + pool_tokens + sum(map(len, item["caption_ids"]))
+
+    def dataset(**fractions):
+        return StageDataset(records, 3, tokenizer, config.system_message, generated, seed=0, questions_per_example=2,
+                            video_token_id=config.video_token_id, num_frames=config.num_frames, **fractions)
+
+    mixed = dataset(ground_truth_fraction=0.5, open_fraction=0.5, lookup_fraction=0.5, frame_prompt_fraction=0.5,
+                    describe_fraction=0.5, mvbench_prompt_fraction=0.5)
+    bound, _ = mixed.longest_input(pool_tokens, placeholders)
+    assert max(drawn_length(mixed[i]) for _ in range(20) for i in range(len(mixed))) <= bound
+    # every optional part always drawn, the generated captions only: each draw is the longest one
+    forced = dataset(ground_truth_fraction=0.0, open_fraction=0.0, frame_prompt_fraction=1.0, describe_fraction=1.0,
+                     mvbench_prompt_fraction=1.0)
+    longest, item = forced.longest_input(pool_tokens, placeholders)
+    assert longest == max(drawn_length(forced[i]) for i in range(len(forced))) == drawn_length(forced[item])
+    assert longest <= bound
+    open_only = dataset(ground_truth_fraction=1.0, open_fraction=1.0)  # `<video>`, open questions, ground truth
+    assert open_only.longest_input(pool_tokens, placeholders)[0] == max(map(drawn_length, open_only))
+
+    config.text_config.max_position_embeddings = longest
+    check_context(forced, model)  # fits exactly
+    config.text_config.max_position_embeddings = longest - 1
+    with pytest.raises(ValueError, match=f"example {item} can reach {longest} LLM input tokens"):
+        check_context(forced, model)
+    with pytest.raises(ValueError, match="stage-3 conversations"):
+        StageDataset(records, 1, tokenizer, "system").longest_input(pool_tokens, placeholders)
+
+
 def test_stage_three_frame_prompt_and_description_turn(stages, micro_data):
     from transformers import AutoTokenizer
 

@@ -204,12 +204,29 @@ def question_turn(question: dict, open_ended: bool, question_format: str = "lang
     return multiple_choice_prompt(question, question_format), format_answer(question)
 
 
+def chat_template_tokens(tokenizer, system_message: str) -> tuple[int, int]:
+    """`(fixed, per_turn)`: the tokens `chat_conversation` adds around the turns' texts (the system prompt and its
+    markers; per turn the user and assistant markers and the answer's end token), measured on two probe chats."""
+    user, answer = (len(ids) for ids in tokenizer(["x", "y"], add_special_tokens=False)["input_ids"])
+
+    def added(turns: int) -> int:
+        ids, _ = chat_conversation(tokenizer, system_message, [("x", "y")] * turns)
+        return len(ids) - turns * (user + answer)
+
+    one, two = added(1), added(2)
+    return 2 * one - two, two - one
+
+
 def lookup_turn(question: dict, rng: random.Random) -> tuple[str, str]:
     """`(user, answer)` of an option lookup: the question with its options in a new random order, then
-    `Which option says "X"?` for a random option X; the answer is `X (letter)`, the form of a multiple-choice answer
-    (`format_answer`). Raises `ValueError` like `format_question`."""
+    `Which option says "X"?` for a random option X (`option_lookup`). Raises `ValueError` like `format_question`."""
     question = permute_options(question, rng)
-    index = rng.randrange(len(question["options"]))
+    return option_lookup(question, rng.randrange(len(question["options"])))
+
+
+def option_lookup(question: dict, index: int) -> tuple[str, str]:
+    """`(user, answer)`: `question` with its options in their order, then `Which option says "X"?` for option
+    `index`; the answer is `X (letter)`, the form of a multiple-choice answer (`format_answer`)."""
     option = question["options"][index]
     user = f"{format_question(question)}\n{LOOKUP_PROMPT.format(option)}"
     return user, format_answer({**question, "answer": index, "answer_text": option})
@@ -372,6 +389,56 @@ class StageDataset(Dataset):
             use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
             captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
+
+    def longest_input(self, pool_tokens: int, placeholder_ids: tuple[int, ...], captions: bool = True
+                      ) -> tuple[int, int]:
+        """`(tokens, item)`: the most LLM input tokens a stage-3 item can draw, and that item, so that a run stops
+        before its first step rather than at the step that draws it (the model raises `ValueError` for an input
+        longer than the LLM context).
+
+        Each item is counted with every optional part its fractions allow (the `Frame{i}` lines, the description
+        turn, a lookup of its longest option) and each question in its longest allowed form (open, ours or
+        lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`) count as `pool_tokens`
+        (pool-branch tokens per video) plus, with `captions` (a model with an expert), the longer of its video's
+        ground-truth and generated captions, as the model splices them. The chat template's special tokens delimit
+        every text, so a conversation's length is its texts' token counts plus the template's
+        (`chat_template_tokens`), and the longest form of each turn gives the longest conversation.
+
+        Raises:
+            ValueError: outside stage 3.
+        """
+        if self.stage != 3:
+            raise ValueError(f"`longest_input` is for stage-3 conversations, this dataset is stage {self.stage!r}.")
+        frames = self.frame_prompt_fraction > 0
+        prefix_ids = self.tokenizer(video_prefix("frames" if frames else "video", self.num_frames if frames else 0),
+                                    add_special_tokens=False)["input_ids"]
+        fixed, per_turn = chat_template_tokens(self.tokenizer, self.system_message)
+        fixed += len(prefix_ids) - sum(prefix_ids.count(i) for i in placeholder_ids) + pool_tokens
+        formats = [fmt for fmt, used in (("langdc", self.mvbench_prompt_fraction < 1),
+                                         ("lmms-mvbench", self.mvbench_prompt_fraction > 0)) if used]
+        open_forms = [open_ended for open_ended, used in ((True, self.open_fraction > 0),
+                                                          (False, self.open_fraction < 1)) if used]
+        truth = self.generated is None or self.ground_truth_fraction > 0  # the caption sources items can draw
+        longest = (0, -1)
+        for item, (video, questions) in enumerate(self.items):
+            # alternatives per turn: each question's forms, then the lookups of every option, then the description
+            alternatives = [[question_turn(q, open_ended, fmt) for open_ended in open_forms for fmt in formats]
+                            for q in questions]
+            if self.lookup_fraction > 0:
+                alternatives.append([option_lookup(q, i) for q in questions for i in range(len(q["options"]))])
+            if self.describe_fraction > 0:
+                alternatives.append([(DESCRIBE_PROMPT, self.records[video]["video_caption"])])
+            texts = [text for turns in alternatives for turn in turns for text in turn]
+            counts = iter(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"]))
+            length = fixed + per_turn * len(alternatives)
+            length += sum(max(next(counts) + next(counts) for _ in turns) for turns in alternatives)
+            if captions:
+                sources = [self.clip_caption_ids[video]] if truth else []
+                if self.generated is not None and self.ground_truth_fraction < 1:
+                    sources.append(self.generated[video])
+                length += max(sum(map(len, clips)) for clips in sources)
+            longest = max(longest, (length, item))
+        return longest
 
     def _reseed_in_worker(self) -> None:
         """In a `DataLoader` worker process, draw from a stream of its own (seeded with the worker's seed, which

@@ -62,6 +62,28 @@ def initial_model(init: Path, records, vocab_size: int, seed: int):
     return model, processor.tokenizer, processor
 
 
+def check_context(dataset: StageDataset, model) -> None:
+    """Stop a stage-3 run before its first step when one of its conversations can exceed the LLM context (the model
+    would raise `ValueError` at whichever step drew it): `StageDataset.longest_input` with the model's pool tokens.
+
+    Raises:
+        ValueError: naming the longest input, its item and the options that shorten it.
+    """
+    config = model.config
+    context = getattr(config.text_config, "max_position_embeddings", None)
+    if context is None:
+        return
+    length, item = dataset.longest_input(model.pool_tokens_per_tile() * config.num_frames,
+                                         (config.image_token_id, config.video_token_id), captions=config.use_expert)
+    if length > context:
+        raise ValueError(
+            f"Stage-3 example {item} can reach {length} LLM input tokens (every optional turn drawn, its longest "
+            f"captions), more than the LLM context of {context}: lower --questions-per-example, or the optional "
+            f"turns (--describe-fraction, --frame-prompt-fraction, --lookup-fraction, --mvbench-prompt-fraction)."
+        )
+    print(f"longest stage-3 input: {length} of the LLM's {context} tokens (example {item})")
+
+
 @torch.no_grad()
 def generate_captions(model, media: torch.Tensor, batch_videos: int = CAPTION_BATCH_VIDEOS,
                       features: bool = False) -> list[list[list[int]]]:
@@ -225,6 +247,8 @@ def main(argv=None) -> None:
                                args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
                                args.mvbench_prompt_fraction)
         collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
+        if args.stage == 3:
+            check_context(dataset, model)
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
           f"{count_trainable(model)}")
