@@ -409,9 +409,8 @@ class StageDataset(Dataset):
         """
         if self.stage != 3:
             raise ValueError(f"`longest_input` is for stage-3 conversations, this dataset is stage {self.stage!r}.")
-        frames = self.frame_prompt_fraction > 0
-        prefix_ids = self.tokenizer(video_prefix("frames" if frames else "video", self.num_frames if frames else 0),
-                                    add_special_tokens=False)["input_ids"]
+        prefix = video_prefix("frames" if self.frame_prompt_fraction > 0 else "video", self.num_frames)
+        prefix_ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         fixed, per_turn = chat_template_tokens(self.tokenizer, self.system_message)
         fixed += len(prefix_ids) - sum(prefix_ids.count(i) for i in placeholder_ids) + pool_tokens
         formats = [fmt for fmt, used in (("langdc", self.mvbench_prompt_fraction < 1),
