@@ -399,6 +399,30 @@ def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cann
         StageDataset(records, 1, tokenizer, "system").longest_input(pool_tokens, placeholders)
 
 
+def test_stage_three_run_checks_the_context_before_its_media_setup(stages, micro_data, tmp_path, monkeypatch):
+    import shutil
+
+    import train.run as run_module
+
+    init = tmp_path / "init"
+    shutil.copytree(stages[2], init, ignore=shutil.ignore_patterns("trainer"))
+    config = json.loads((init / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 64  # shorter than any conversation
+    (init / "config.json").write_text(json.dumps(config))
+
+    def setup(*args, **kwargs):
+        raise RuntimeError("media setup reached")
+
+    monkeypatch.setattr(run_module, "load_pixel_cache", setup)
+    args = ["--data", str(micro_data), "--stage", "3", "--init", str(init), "--output", str(tmp_path / "out"),
+            "--max-steps", "2", "--threads", "2"]
+    with pytest.raises(ValueError, match="with the ground-truth captions.*more than the LLM context of 64"):
+        run_module.main([*args, "--ground-truth-fraction", "0.5"])
+    # no ground-truth caption is drawn: only the expert's captions, known after the setup, decide
+    with pytest.raises(RuntimeError, match="media setup reached"):
+        run_module.main([*args, "--ground-truth-fraction", "0.0"])
+
+
 def test_stage_three_frame_prompt_and_description_turn(stages, micro_data):
     from transformers import AutoTokenizer
 

@@ -10,7 +10,6 @@ side, with or without the expert.
 """
 
 import argparse
-import copy
 from pathlib import Path
 
 import torch
@@ -36,11 +35,9 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
         raise ValueError("`model` has no pool branch (`use_pool_branch=False`): no pool grid to set or keep.")
     if use_expert and not model.config.use_expert:
         raise ValueError("`model` has no expert (`use_expert=False`) to keep.")
-    config = copy.deepcopy(model.config)
-    config.use_expert = use_expert
-    if pool_grid is not None:
-        config.pool_grid = pool_grid
-    config._validate_fields()  # a bad pool_grid raises ValueError here, before any weight is built
+    changes = {"use_expert": use_expert} | ({} if pool_grid is None else {"pool_grid": pool_grid})
+    # a config built anew validates its fields: a bad pool_grid raises ValueError here, before any weight is built
+    config = type(model.config).from_dict({**model.config.to_dict(), **changes})
     reconfigured = type(model)(config).to(model.dtype)
     missing, unexpected = reconfigured.load_state_dict(model.state_dict(), strict=False)
     unexpected = [name for name in unexpected if name.split(".")[0] not in EXPERT_MODULES]

@@ -306,7 +306,8 @@ class StageDataset(Dataset):
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, or `frame_prompt_fraction` or
-            `describe_fraction` > 0 outside stage 3 (or the former without `num_frames`).
+            `describe_fraction` > 0 outside stage 3 (or the former without `num_frames`), or `generated_captions`
+            as `set_generated_captions` raises.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
@@ -336,7 +337,6 @@ class StageDataset(Dataset):
         # a text stage of lookups only reads no captions
         reads_captions = stage != TEXT_STAGE or caption_qa_fraction > 0
         self.clip_caption_ids = [clip_caption_ids(tokenizer, r) for r in records] if reads_captions else []
-        self.generated = generated_captions
         self.ground_truth_fraction = ground_truth_fraction
         self.open_fraction = open_fraction
         self.lookup_fraction = lookup_fraction
@@ -347,6 +347,9 @@ class StageDataset(Dataset):
         self.describe_fraction = describe_fraction
         self.mvbench_prompt_fraction = mvbench_prompt_fraction
         self.records = records
+        self.generated = None
+        if generated_captions is not None:
+            self.set_generated_captions(generated_captions)
         self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
         self._worker_seed = None  # the DataLoader worker seed `rng` was last re-seeded with
         self.items = []
@@ -363,6 +366,20 @@ class StageDataset(Dataset):
                 self.rng.shuffle(questions)
                 size = questions_per_example or len(questions)
                 self.items += [(index, questions[start : start + size]) for start in range(0, len(questions), size)]
+
+    def set_generated_captions(self, generated_captions: list[list[list[int]]]) -> None:
+        """Stage 3: per video, the expert's own clip captions (token ids), which a fraction
+        `1 - ground_truth_fraction` of the examples reads from now on instead of the ground truth.
+
+        Raises:
+            ValueError: outside stage 3, or when there is not one list of clip captions per video.
+        """
+        if self.stage != 3:
+            raise ValueError(f"Generated captions belong to stage 3, this dataset is stage {self.stage!r}.")
+        if len(generated_captions) != len(self.records):
+            raise ValueError(f"`generated_captions` has {len(generated_captions)} videos, the dataset "
+                             f"{len(self.records)}.")
+        self.generated = generated_captions
 
     def __len__(self):
         return len(self.items)

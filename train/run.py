@@ -64,7 +64,8 @@ def initial_model(init: Path, records, vocab_size: int, seed: int):
 
 def check_context(dataset: StageDataset, model) -> None:
     """Stop a stage-3 run before its first step when one of its conversations can exceed the LLM context (the model
-    would raise `ValueError` at whichever step drew it): `StageDataset.longest_input` with the model's pool tokens.
+    would raise `ValueError` at whichever step drew it): `StageDataset.longest_input` with the model's pool tokens
+    and the captions the dataset can draw (the ground truth only, until `set_generated_captions`).
 
     Raises:
         ValueError: naming the longest input, its item and the options that shorten it.
@@ -75,13 +76,14 @@ def check_context(dataset: StageDataset, model) -> None:
         return
     length, item = dataset.longest_input(model.pool_tokens_per_tile() * config.num_frames,
                                          (config.image_token_id, config.video_token_id), captions=config.use_expert)
+    captions = "the expert's or the ground-truth" if dataset.generated is not None else "the ground-truth"
     if length > context:
         raise ValueError(
-            f"Stage-3 example {item} can reach {length} LLM input tokens (every optional turn drawn, its longest "
+            f"Stage-3 example {item} can reach {length} LLM input tokens (every optional turn drawn, with {captions} "
             f"captions), more than the LLM context of {context}: lower --questions-per-example, or the optional "
             f"turns (--describe-fraction, --frame-prompt-fraction, --lookup-fraction, --mvbench-prompt-fraction)."
         )
-    print(f"longest stage-3 input: {length} of the LLM's {context} tokens (example {item})")
+    print(f"longest stage-3 input with {captions} captions: {length} of the LLM's {context} tokens (example {item})")
 
 
 @torch.no_grad()
@@ -208,6 +210,16 @@ def main(argv=None) -> None:
         meta = json.loads((args.data / "meta.json").read_text())
         records = records + text_only_records(meta["seed"], meta["counts"]["train"], args.text_scenes,
                                               workers=args.workers)
+    dataset = None
+    if args.stage != 0:
+        dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, None,
+                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
+                               args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
+                               args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
+                               args.mvbench_prompt_fraction)
+    if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
+        # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
+        check_context(dataset, model)
     pixels = features = None  # the text stage reads no media
     if args.stage != TEXT_STAGE:
         pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames,
@@ -217,10 +229,11 @@ def main(argv=None) -> None:
             raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
                              f"--freeze-vision-tower; got --stage {args.stage}.")
         features, pixels = encode_videos(model, pixels), None
-    generated = None
-    if args.stage == 3 and args.ground_truth_fraction < 1.0:
+    if args.stage == 3 and args.ground_truth_fraction < 1.0 and model.config.use_expert:
         cached = features is not None
-        generated = generate_captions(model, features if cached else pixels, args.caption_batch_videos, cached)
+        dataset.set_generated_captions(
+            generate_captions(model, features if cached else pixels, args.caption_batch_videos, cached))
+        check_context(dataset, model)  # the expert's captions can be longer than the ground truth
     if args.align_caption_projector:
         if args.stage != 3:
             raise ValueError(f"--align-caption-projector belongs to stage 3, got --stage {args.stage}.")
@@ -241,14 +254,7 @@ def main(argv=None) -> None:
         trained = PatchAttributePretrainer(model)
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
     else:
-        dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, generated,
-                               args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
-                               args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
-                               args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
-                               args.mvbench_prompt_fraction)
         collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
-        if args.stage == 3:
-            check_context(dataset, model)
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
           f"{count_trainable(model)}")
