@@ -2,7 +2,7 @@
 time to first token and decode speed, on the synthvid test split.
 
     python -m benchmarks.compressors --model checkpoints/synthvid-baseline --compare . \
-        --data data/synthvid --output runs/bench [--limit 50]
+        --data data/synthvid --output runs/bench [--limit 50] [--compositions unseen]
     python -m benchmarks.compressors --real-shapes --frames 16 32 64 --output runs/bench_real      # CUDA only
     python -m benchmarks.compressors --expert-decode-latency --output runs/bench_expert               # CUDA only
 
@@ -24,20 +24,20 @@ dynamic cache, the static cache and the static cache + `torch.compile` (CUDA onl
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from synthvid.files import write_atomic, write_text_atomic
 from tools.remote_code import import_remote
 
 BUDGETS = (0.1, 0.25, 0.5, 1.0)
 NO_COMPRESSOR = "none"
+COMPOSITIONS = ("all", "seen", "unseen")
 REAL_VISION = dict(model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
                    num_attention_heads=16, patch_size=14, image_size=384, vision_use_head=False)
 REAL_EXPERT = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
@@ -140,14 +140,32 @@ def question_row(info, correct) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 # synthvid accuracy run
 # ----------------------------------------------------------------------------------------------------------------
+def select_videos(records: list[dict], compositions: str = "all", limit: int | None = None) -> list[dict]:
+    """The first `limit` records of a split whose objects are of `compositions` (one of `COMPOSITIONS`): `"seen"`
+    only colour-shape pairs of the training split, `"unseen"` a held-out pair (the record's `unseen` flag).
+
+    Raises:
+        ValueError: for an unknown `compositions`, or when no record is left.
+    """
+    if compositions not in COMPOSITIONS:
+        raise ValueError(f"`compositions` must be one of {COMPOSITIONS}, got {compositions!r}.")
+    if compositions != "all":
+        records = [record for record in records if record["unseen"] == (compositions == "unseen")]
+    records = records[:limit]
+    if not records:
+        raise ValueError(f"No {compositions} video in this split (limit {limit}).")
+    return records
+
+
 def run_synthvid(model, tokenizer, processor, data_dir: Path, split: str, methods, budgets, limit, max_new_tokens,
-                 decode_tokens, warmup) -> list[dict]:
-    """Every (method, budget) on the first `limit` videos of `split`; returns one result row per pair."""
+                 decode_tokens, warmup, compositions: str = "all") -> list[dict]:
+    """Every (method, budget) on the first `limit` videos of `split` of `compositions` (`select_videos`); returns
+    one result row per pair."""
 
     from eval.evaluate import parse_letter
     from train.data import multiple_choice_prompt, read_split
 
-    records = read_split(data_dir, split)[:limit]
+    records = select_videos(read_split(data_dir, split), compositions, limit)
     videos = [processor.load_video(str(data_dir / record["video"])) for record in records]
     videos = [(pixels.to(model.device, model.dtype), patches) for pixels, patches in videos]
     device = model.device
@@ -279,15 +297,6 @@ def load_checkpoint(path: Path):
     return model, AutoProcessor.from_pretrained(path, trust_remote_code=True)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 COLUMNS = (
     ("method", "{}"), ("budget", "{:.2f}"), ("accuracy", "{:.3f}"), ("visual_tokens", "{:.1f}"),
     ("llm_prefill_tflops", "{:.4g}"), ("llm_prefill_tflops_fastv", "{:.4g}"), ("expert_tflops", "{:.4g}"),
@@ -328,17 +337,15 @@ def plot_accuracy(rows: list[dict], path: Path) -> None:
     axis.set_ylabel("multiple-choice accuracy")
     axis.legend(fontsize=7)
     figure.tight_layout()
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        figure.savefig(Path(tmp) / path.name)
-        os.replace(Path(tmp) / path.name, path)
+    write_atomic(path, figure.savefig)
     plt.close(figure)
 
 
 def write_outputs(output: Path, results: list[dict], meta: dict, plot: bool) -> list[Path]:
     output.mkdir(parents=True, exist_ok=True)
-    write_atomic(output / "results.json", (json.dumps({"meta": meta, "results": results}, indent=2) + "\n").encode())
+    write_text_atomic(output / "results.json", json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     header = f"Command: `{meta['command']}`; device: {meta['device']}; peak memory: {meta['peak_memory_kind']}."
-    write_atomic(output / "results.md", markdown_table(results, header).encode())
+    write_text_atomic(output / "results.md", markdown_table(results, header))
     paths = [output / "results.json", output / "results.md"]
     if plot:
         plot_accuracy(results, output / "accuracy_vs_tokens.png")
@@ -355,6 +362,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--data", type=Path, default=Path("data/synthvid"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N videos only")
+    parser.add_argument("--compositions", default="all", choices=COMPOSITIONS,
+                        help="videos of seen colour-shape pairs only, of held-out (unseen) ones only, or all")
     parser.add_argument("--methods", nargs="+", default=[NO_COMPRESSOR, *compressors],
                         choices=[NO_COMPRESSOR, *compressors])
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS))
@@ -394,7 +403,7 @@ def main(argv=None) -> list[Path]:
             model, processor = load_checkpoint(path)
             device = model.device
             rows = run_synthvid(model, processor.tokenizer, processor, args.data, args.split, methods, args.budgets,
-                                args.limit, args.max_new_tokens, args.decode_tokens, args.warmup)
+                                args.limit, args.max_new_tokens, args.decode_tokens, args.warmup, args.compositions)
             label = str(path) if path.name else "root"  # "." would label the plot and tables with a dot
             results += [{"model": label, **row} for row in rows]
             del model

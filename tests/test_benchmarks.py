@@ -81,3 +81,18 @@ def test_gpu_modes_refuse_on_cpu(mode, tmp_path):
 
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         main([mode, "--output", str(tmp_path)])
+
+
+def test_select_videos_by_composition(micro_data):
+    from benchmarks.compressors import select_videos
+    from train.data import read_split
+
+    records = read_split(micro_data, "test")  # 2 seen, then 1 unseen
+    assert [r["unseen"] for r in records] == [False, False, True]
+    assert select_videos(records) == records and select_videos(records, "all", 2) == records[:2]
+    assert select_videos(records, "seen") == records[:2]
+    assert select_videos(records, "unseen") == records[2:]
+    with pytest.raises(ValueError, match="`compositions` must be one of"):
+        select_videos(records, "novel")
+    with pytest.raises(ValueError, match="No unseen video"):
+        select_videos(records[:2], "unseen")
