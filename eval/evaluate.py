@@ -9,7 +9,6 @@ count and its token count; visual tokens into the LLM against the uncompressed c
 
 import argparse
 import json
-import os
 import re
 import time
 from collections import defaultdict
@@ -21,7 +20,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid.captions import caption_event_count
-from synthvid.dataset import write_text_atomic
+from synthvid.files import write_atomic, write_text_atomic
 from synthvid.questions import LETTERS
 from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
                         video_prefix)
@@ -211,13 +210,11 @@ def plot(results: dict, summary: dict, output: Path) -> list[Path]:
 
 
 def _save_figure(figure, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120))
 
 
 def write_json(data, path: Path) -> None:
-    """`data` as indented JSON (numpy scalars as floats), written atomically (`synthvid.dataset.write_text_atomic`)."""
+    """`data` as indented JSON (numpy scalars as floats), written atomically (`synthvid.files.write_text_atomic`)."""
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
 
 

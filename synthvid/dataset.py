@@ -16,13 +16,13 @@ Layout of the output folder `DIR`:
 
 import json
 import multiprocessing
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from .captions import caption_event_count, clip_captions, video_caption
+from .files import write_text_atomic
 from .questions import TASKS, generate_questions
 from .render import write_mp4
 from .sampler import DENSITIES, DENSITY_WEIGHTS, all_pairs, sample_scene, scene_pairs
@@ -107,18 +107,6 @@ def make_record(group: str, seed: int, index: int, out_dir=None) -> dict:
 
 def _make_record_job(job: tuple) -> dict:
     return make_record(*job)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and `os.replace` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _records(jobs: list[tuple], workers: int) -> list[dict]:

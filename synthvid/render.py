@@ -11,11 +11,11 @@ Objects are drawn in spec order, later ones on top; invisible objects are skippe
 """
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .files import write_atomic
 from .spec import BACKGROUNDS, COLORS, SHAPES, Scene
 from .truth import ObjectState, object_states
 
@@ -131,8 +131,8 @@ def _encode(frames: np.ndarray, fps: int, path: str) -> None:
 def write_mp4(scene: Scene, path, frames: np.ndarray | None = None) -> Path:
     """Render `scene` and write it as an H.264 (libx264, yuv420p) mp4 at the scene's fps, atomically.
 
-    The video is written to a temporary file next to `path` and moved into place with `os.replace`, so `path`
-    is never half-written. Parent folders are created.
+    The video is written to a temporary file next to `path` and moved into place (`files.write_atomic`), so
+    `path` is never half-written. Parent folders are created.
 
     Args:
         scene: the validated scene.
@@ -151,15 +151,7 @@ def write_mp4(scene: Scene, path, frames: np.ndarray | None = None) -> Path:
     expected = (scene.num_frames, scene.height, scene.width, CHANNELS)
     if frames.shape != expected or frames.dtype != np.uint8:
         raise ValueError(f"frames: expected uint8 {expected}, got {frames.dtype} {tuple(frames.shape)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        _encode(frames, scene.fps, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_atomic(path, lambda tmp: _encode(frames, scene.fps, str(tmp)))
 
 
 def read_mp4(path) -> np.ndarray:

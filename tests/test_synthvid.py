@@ -171,6 +171,22 @@ def test_write_mp4_decodes_and_is_atomic(tmp_path):
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_write_atomic_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from synthvid.files import write_atomic, write_text_atomic
+
+    path = write_text_atomic(tmp_path / "sub" / "results.json", "old\n")
+    assert path.read_text() == "old\n"
+
+    def failing(tmp):
+        assert tmp.suffix == ".json" and tmp.parent == path.parent  # a sibling with the same suffix
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, failing)
+    assert path.read_text() == "old\n" and os.listdir(path.parent) == ["results.json"]
+
+
 # --- ground truth and captions -----------------------------------------------------------------------------------
 
 

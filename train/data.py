@@ -22,7 +22,6 @@ as float16 `pixel_values`; every stage then reads the cache.
 """
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from synthvid import format_answer, format_question, open_question, permute_options
+from synthvid.files import write_atomic
 from tools.remote_code import import_remote
 
 IGNORE_INDEX = -100
@@ -116,11 +116,8 @@ def encode_videos(model, pixels: torch.Tensor, batch_videos: int = 32) -> torch.
 
 
 def torch_save_atomic(obj, path: Path) -> None:
-    """`torch.save` through a temporary file and `os.replace`, so a cache is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """`torch.save` through a temporary file (`synthvid.files.write_atomic`), so a cache is never half-written."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def clip_caption_ids(tokenizer, record: dict) -> list[list[int]]:
