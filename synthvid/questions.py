@@ -12,7 +12,7 @@ for the tasks whose bare question has several valid short answers (existence, or
 
 and target (`format_answer`): `{answer_text} ({letter})`, the answer's text first, then its letter: a small LLM
 trained from scratch learns to read the answer out of the captions this way, where it does not learn to emit the
-letter first (README "Results", text QA probe). A question is generated only when it is well defined: exactly one
+letter first (train/RUNS.md, the text QA probe). A question is generated only when it is well defined: exactly one
 correct option, the other three distinct, plausible and wrong; options are shuffled with the RNG.
 Objects are named by colour+shape at their first visible frame, and only when no other object ever carries that
 name. At most one question per task and scene.

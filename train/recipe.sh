@@ -6,7 +6,7 @@
 # as is, is checkpoints/synthvid-v6-cpu (its export, remote-code files linked to the root's). The shipped root is run
 # v15: this recipe's stages 0-2, stage 3 on one GPU (run v7, train/recipe_gpu.sh), the expert retrained twice under
 # that LLM (runs v10 and v11), then two CPU stage-3 runs: both video prompt forms, then lmms-eval's MVBench question
-# prompt (README "Runs v10 and v11", "Run v13", "Run v15").
+# prompt (README "How the root was trained"; train/RUNS.md).
 # (checkpoints/synthvid-baseline is not this recipe's: it is run v15 without its expert, trained further; README
 # "No-expert baseline".)
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training on one GPU (README "Run v7"). Run from the repo root. Two modes:
+# Training on one GPU (train/RUNS.md "Run v7"). Run from the repo root. Two modes:
 #   STAGE2=CKPT bash train/recipe_gpu.sh   # stage 3 alone, from the stage-2 checkpoint CKPT, on TRAIN_VIDEOS videos
 #   bash train/recipe_gpu.sh               # stages 0 to 3 from SPEC (a wider model, tools/configs/synthvid_gpu.json)
 # Run v7, the root checkpoint: run v6's CPU stage 2 (exported bf16 to travel: python -m tools.export_checkpoint

@@ -2,7 +2,7 @@
 as plain text?
 
 This separates the two halves of LangDC's task. If the LLM cannot answer from perfect captions written out as
-text, no expert can help it, and stage 3 fails for the LLM's sake (README "Results"). The LLM is built from the
+text, no expert can help it, and stage 3 fails for the LLM's sake (train/RUNS.md). The LLM is built from the
 spec's `text_config` with random weights and trained on one multi-turn conversation per training video (the
 stage-3 conversations of `train/data.py`, with the captions as text in place of the video):
 
@@ -30,7 +30,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_co
 
 from eval.evaluate import named_option, parse_letter
 from synthvid import format_answer
-from synthvid.dataset import write_text_atomic
+from synthvid.files import write_text_atomic
 from synthvid.questions import LETTERS
 from tools.remote_code import import_remote
 from train.data import chat_conversation, multiple_choice_prompt, pad_chat_batch, read_split, sample_qa_turns

@@ -2,7 +2,7 @@
 
 The official LangDC starts from a pretrained CLIP/SigLIP tower (research/langdc.md §1); none can be downloaded
 here, and a tower learned from scratch through the expert's caption loss alone learns colours but not shapes or
-motion (run v0, README "Training"). So the tower is first pretrained on the synthetic world's dense ground truth:
+motion (run v0, train/RUNS.md). So the tower is first pretrained on the synthetic world's dense ground truth:
 for each patch, the fraction of its pixels showing each colour and each shape (background included), predicted by
 two linear heads on the features the expert and the pool branch consume (`get_image_features`). Colour and shape
 are separate targets, so colour-shape pairs never seen in training are still two familiar attributes. The heads
