@@ -378,7 +378,7 @@ def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cann
                             video_token_id=config.video_token_id, num_frames=config.num_frames, **fractions)
 
     mixed = dataset(ground_truth_fraction=0.5, open_fraction=0.5, lookup_fraction=0.5, frame_prompt_fraction=0.5,
-                    describe_fraction=0.5, mvbench_prompt_fraction=0.5)
+                    describe_fraction=0.5, mvbench_prompt_fraction=0.5, clip_describe_fraction=0.5)
     bound, _ = mixed.longest_input(pool_tokens, placeholders)
     assert max(drawn_length(mixed[i]) for _ in range(20) for i in range(len(mixed))) <= bound
     # every optional part always drawn, the generated captions only: each draw is the longest one
@@ -474,6 +474,35 @@ def test_multiple_choice_prompt_is_ours_or_lmms_evals_mvbench_prompt():
         multiple_choice_prompt(question, "mvbench")
     with pytest.raises(ValueError):
         multiple_choice_prompt({**question, "options": ["up"]}, "lmms-mvbench")
+
+
+def test_stage_three_clip_describe_turn_answers_with_the_named_clip_caption(micro_data):
+    from transformers import AutoTokenizer
+
+    from synthvid.questions import TIME_PHRASES
+    from train.data import StageDataset, clip_describe_turns, read_split
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    turns = clip_describe_turns(records[0])
+    assert [user for user, _ in turns] == [f"Describe what happens {phrase}." for phrase in TIME_PHRASES]
+    assert [answer for _, answer in turns] == records[0]["clip_captions"]
+    assert clip_describe_turns({**records[0], "clip_captions": records[0]["clip_captions"][:3]}) == []
+    dataset = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, clip_describe_fraction=1.0)
+    named = set()
+    for _ in range(12):
+        item = dataset[0]
+        text = tokenizer.decode(item["input_ids"])
+        assert text.count("Describe what happens") == 1
+        index = next(i for i, phrase in enumerate(TIME_PHRASES) if f"Describe what happens {phrase}." in text)
+        answers = tokenizer.decode([label for label in item["labels"] if label != -100])
+        assert answers.startswith(records[0]["clip_captions"][index])  # the first answer: the named clip
+        named.add(index)
+    assert len(named) > 1  # a random clip per read
+    plain = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0)
+    assert "Describe what happens" not in tokenizer.decode(plain[0]["input_ids"])
+    with pytest.raises(ValueError, match="belong to stage 3"):
+        StageDataset(records, 1, tokenizer, "system", clip_describe_fraction=0.5)
 
 
 def test_stage_three_mvbench_prompt_fraction_rewrites_every_multiple_choice_turn(stages, micro_data):

@@ -32,11 +32,13 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from synthvid import format_answer, format_question, open_question, permute_options
+from synthvid.questions import TIME_PHRASES
 from synthvid.files import write_atomic
 from tools.remote_code import import_remote
 
 IGNORE_INDEX = -100
 DESCRIBE_PROMPT = "Describe the video."
+CLIP_DESCRIBE_PROMPT = "Describe what happens {}."  # with a time phrase of synthvid.questions.TIME_PHRASES
 MC_SUFFIX = "Answer with the option's letter."
 OPEN_SUFFIX = "Answer briefly."
 LOOKUP_PROMPT = 'Which option says "{}"?'
@@ -229,6 +231,16 @@ def option_lookup(question: dict, index: int) -> tuple[str, str]:
     return user, format_answer({**question, "answer": index, "answer_text": option})
 
 
+def clip_describe_turns(record: dict) -> list[tuple[str, str]]:
+    """`(user, answer)` per clip of a 4-clip video: `Describe what happens {time phrase}.` (the temporal-localisation
+    task's phrases: clip 0 `at the beginning` ... clip 3 `at the end`) answered with that clip's ground-truth caption,
+    a turn that asks the LLM to find one clip's block among the video's; none for another clip count."""
+    captions = record["clip_captions"]
+    if len(captions) != len(TIME_PHRASES):
+        return []
+    return [(CLIP_DESCRIBE_PROMPT.format(phrase), caption) for phrase, caption in zip(TIME_PHRASES, captions)]
+
+
 def video_prefix(prompt: str, num_frames: int) -> str:
     """The media part of a video question: `"<video>\n"` (`prompt="video"`) or one `Frame{i}: <image>` line per
     frame (`"frames"`, `processing_langdc.frame_prompt`, the PVC/InternVL form).
@@ -299,6 +311,8 @@ class StageDataset(Dataset):
             answered with the whole-video caption, before the questions.
         mvbench_prompt_fraction: stage 3: share of conversations whose multiple-choice questions are written as
             lmms-eval's MVBench prompt (`multiple_choice_prompt(..., "lmms-mvbench")`) instead of ours.
+        clip_describe_fraction: stage 3: share of conversations that open (after the description turn, if any)
+            with one clip's description asked by its time phrase (`clip_describe_turns`, a random clip).
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
@@ -312,20 +326,22 @@ class StageDataset(Dataset):
                  questions_per_example: int = 0, lookup_fraction: float = 0.0, caption_qa_fraction: float = 0.0,
                  video_token_id: int | None = None, frame_prompt_fraction: float = 0.0,
                  num_frames: int | None = None, describe_fraction: float = 0.0,
-                 mvbench_prompt_fraction: float = 0.0):
+                 mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
                             ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction),
                             ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction),
-                            ("mvbench_prompt_fraction", mvbench_prompt_fraction)):
+                            ("mvbench_prompt_fraction", mvbench_prompt_fraction),
+                            ("clip_describe_fraction", clip_describe_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
             raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
-        if (frame_prompt_fraction > 0 or describe_fraction > 0 or mvbench_prompt_fraction > 0) and stage != 3:
-            raise ValueError("`frame_prompt_fraction`, `describe_fraction` and `mvbench_prompt_fraction` belong to "
-                             "stage 3.")
+        stage_three = (frame_prompt_fraction, describe_fraction, mvbench_prompt_fraction, clip_describe_fraction)
+        if any(fraction > 0 for fraction in stage_three) and stage != 3:
+            raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction` and "
+                             "`clip_describe_fraction` belong to stage 3.")
         if frame_prompt_fraction > 0 and not num_frames:
             raise ValueError("`frame_prompt_fraction` > 0 needs `num_frames`.")
         self.stage = stage
@@ -343,6 +359,7 @@ class StageDataset(Dataset):
         self.num_frames = num_frames
         self.describe_fraction = describe_fraction
         self.mvbench_prompt_fraction = mvbench_prompt_fraction
+        self.clip_describe_fraction = clip_describe_fraction
         self.records = records
         self.generated = None
         if generated_captions is not None:
@@ -411,7 +428,7 @@ class StageDataset(Dataset):
         longer than the LLM context).
 
         Each item is counted with every optional part its fractions allow (the `Frame{i}` lines, the description
-        turn, a lookup of its longest option) and each question in its longest allowed form (open, ours or
+        turn, the longest clip description, a lookup of its longest option) and each question in its longest allowed form (open, ours or
         lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`) count as `pool_tokens`
         (pool-branch tokens per video) plus, with `captions` (a model with an expert), the longer of its video's
         ground-truth and generated captions, as the model splices them. The chat template's special tokens delimit
@@ -441,6 +458,8 @@ class StageDataset(Dataset):
                 alternatives.append([option_lookup(q, i) for q in questions for i in range(len(q["options"]))])
             if self.describe_fraction > 0:
                 alternatives.append([(DESCRIBE_PROMPT, self.records[video]["video_caption"])])
+            if self.clip_describe_fraction > 0 and clip_describe_turns(self.records[video]):
+                alternatives.append(clip_describe_turns(self.records[video]))
             texts = [text for turns in alternatives for turn in turns for text in turn]
             counts = iter(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"]))
             length = fixed + per_turn * len(alternatives)
@@ -462,13 +481,16 @@ class StageDataset(Dataset):
 
     def _video_conversation(self, video: int, questions: list[dict]) -> tuple[list[int], list[int]]:
         """A stage-3 conversation of `video` (`_qa_conversation`), its placeholder `Frame{i}: <image>` lines with
-        probability `frame_prompt_fraction`, its first turn the description with probability `describe_fraction`
-        and its questions in lmms-eval's MVBench format with probability `mvbench_prompt_fraction` (each drawn only
+        probability `frame_prompt_fraction`, its first turn the description with probability `describe_fraction`,
+        then one clip's description with probability `clip_describe_fraction`, and its questions in lmms-eval's MVBench format with probability `mvbench_prompt_fraction` (each drawn only
         when its fraction is set, so runs without them keep their stream)."""
         frames = self.frame_prompt_fraction and self.rng.random() < self.frame_prompt_fraction
         prefix = video_prefix("frames" if frames else "video", self.num_frames)
         describe = self.describe_fraction and self.rng.random() < self.describe_fraction
         first = [(DESCRIBE_PROMPT, self.records[video]["video_caption"])] if describe else []
+        if self.clip_describe_fraction and self.rng.random() < self.clip_describe_fraction:
+            clips = clip_describe_turns(self.records[video])
+            first += [self.rng.choice(clips)] if clips else []
         mvbench = self.mvbench_prompt_fraction and self.rng.random() < self.mvbench_prompt_fraction
         return self._qa_conversation(questions, prefix, first, "lmms-mvbench" if mvbench else "langdc")
 

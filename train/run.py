@@ -81,7 +81,8 @@ def check_context(dataset: StageDataset, model) -> None:
         raise ValueError(
             f"Stage-3 example {item} can reach {length} LLM input tokens (every optional turn drawn, with {captions} "
             f"captions), more than the LLM context of {context}: lower --questions-per-example, or the optional "
-            f"turns (--describe-fraction, --frame-prompt-fraction, --lookup-fraction, --mvbench-prompt-fraction)."
+            f"turns (--describe-fraction, --clip-describe-fraction, --frame-prompt-fraction, --lookup-fraction, "
+            f"--mvbench-prompt-fraction)."
         )
     print(f"longest stage-3 input with {captions} captions: {length} of the LLM's {context} tokens (example {item})")
 
@@ -154,6 +155,9 @@ def main(argv=None) -> None:
     parser.add_argument("--mvbench-prompt-fraction", type=float, default=0.0,
                         help="stage 3: share of conversations whose multiple-choice questions are written as "
                              "lmms-eval's MVBench prompt (train.data.multiple_choice_prompt) instead of ours")
+    parser.add_argument("--clip-describe-fraction", type=float, default=0.0,
+                        help="stage 3: share of conversations opening with one clip's description asked by its time "
+                             "phrase (\"Describe what happens at the end.\"; train.data.clip_describe_turns)")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -216,7 +220,7 @@ def main(argv=None) -> None:
                                args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
                                args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
                                args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
-                               args.mvbench_prompt_fraction)
+                               args.mvbench_prompt_fraction, args.clip_describe_fraction)
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
