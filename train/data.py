@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from synthvid import format_answer, format_question, open_question, permute_options
-from synthvid.questions import TIME_PHRASES
 from synthvid.files import write_atomic
+from synthvid.questions import TIME_PHRASES
 from tools.remote_code import import_remote
 
 IGNORE_INDEX = -100
@@ -316,9 +316,9 @@ class StageDataset(Dataset):
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
-            without `video_token_id` or outside the text stage, or `frame_prompt_fraction` or
-            `describe_fraction` > 0 outside stage 3 (or the former without `num_frames`), or `generated_captions`
-            as `set_generated_captions` raises.
+            without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
+            `mvbench_prompt_fraction` or `clip_describe_fraction` > 0 outside stage 3 (or the first without
+            `num_frames`), or `generated_captions` as `set_generated_captions` raises.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
@@ -428,8 +428,8 @@ class StageDataset(Dataset):
         longer than the LLM context).
 
         Each item is counted with every optional part its fractions allow (the `Frame{i}` lines, the description
-        turn, the longest clip description, a lookup of its longest option) and each question in its longest allowed form (open, ours or
-        lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`) count as `pool_tokens`
+        turn, the longest clip description, a lookup of its longest option) and each question in its longest
+        allowed form (open, ours or lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`) count as `pool_tokens`
         (pool-branch tokens per video) plus, with `captions` (a model with an expert), the longer of its video's
         ground-truth and generated captions, as the model splices them. The chat template's special tokens delimit
         every text, so a conversation's length is its texts' token counts plus the template's
@@ -482,8 +482,9 @@ class StageDataset(Dataset):
     def _video_conversation(self, video: int, questions: list[dict]) -> tuple[list[int], list[int]]:
         """A stage-3 conversation of `video` (`_qa_conversation`), its placeholder `Frame{i}: <image>` lines with
         probability `frame_prompt_fraction`, its first turn the description with probability `describe_fraction`,
-        then one clip's description with probability `clip_describe_fraction`, and its questions in lmms-eval's MVBench format with probability `mvbench_prompt_fraction` (each drawn only
-        when its fraction is set, so runs without them keep their stream)."""
+        then one clip's description with probability `clip_describe_fraction`, and its questions in lmms-eval's
+        MVBench format with probability `mvbench_prompt_fraction` (each drawn only when its fraction is set, so runs
+        without them keep their stream)."""
         frames = self.frame_prompt_fraction and self.rng.random() < self.frame_prompt_fraction
         prefix = video_prefix("frames" if frames else "video", self.num_frames)
         describe = self.describe_fraction and self.rng.random() < self.describe_fraction
