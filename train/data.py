@@ -429,9 +429,9 @@ class StageDataset(Dataset):
 
         Each item is counted with every optional part its fractions allow (the `Frame{i}` lines, the description
         turn, the longest clip description, a lookup of its longest option) and each question in its longest
-        allowed form (open, ours or lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`) count as `pool_tokens`
-        (pool-branch tokens per video) plus, with `captions` (a model with an expert), the longer of its video's
-        ground-truth and generated captions, as the model splices them. The chat template's special tokens delimit
+        allowed form (open, ours or lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`)
+        count as `pool_tokens` (pool-branch tokens per video) plus, with `captions` (a model with an expert), the
+        longer of its video's ground-truth and generated captions, as the model splices them. The chat template's special tokens delimit
         every text, so a conversation's length is its texts' token counts plus the template's
         (`chat_template_tokens`), and the longest form of each turn gives the longest conversation.
 
