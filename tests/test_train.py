@@ -612,6 +612,19 @@ def test_lookup_accuracy_scores_a_stage_checkpoint(stages, micro_data, tmp_path)
     assert json.loads((tmp_path / "lookup_train.json").read_text())["accuracy"] == result["accuracy"]
 
 
+def test_clip_describe_probe_scores_every_clip_of_a_stage_checkpoint(stages, micro_data, tmp_path):
+    from eval.clip_describe import closest_clip, main as clip_describe
+
+    assert closest_clip("a red circle.", ["a blue square.", "a red circle.", "a red circle moves up."]) == 1
+    result = clip_describe(["--model", str(stages[3]), "--data", str(micro_data), "--split", "train",
+                            "--max-videos", "2", "--output", str(tmp_path)])
+    assert result["answers"] == 4 * result["videos"] > 0
+    assert 0.0 <= result["exact"] <= 1.0 and 0.0 <= result["named_clip_closest"] <= 1.0
+    assert json.loads((tmp_path / "clip_describe_train.json").read_text())["answers"] == result["answers"]
+    with pytest.raises(ValueError, match="No 4-clip video"):
+        clip_describe(["--model", str(stages[3]), "--data", str(micro_data), "--split", "train", "--max-videos", "0"])
+
+
 def test_lookup_letter_logits_do_not_depend_on_padding_or_wrapper(stages, micro_data):
     # LangDC's forward left-pads its spliced batch; lookups of different lengths must still be read at their letter
     from transformers import AutoTokenizer
