@@ -366,6 +366,7 @@ class StageDataset(Dataset):
             self.set_generated_captions(generated_captions)
         self.rng = random.Random(seed)  # text and stage-3 examples are drawn when they are read
         self._worker_seed = None  # the DataLoader worker seed `rng` was last re-seeded with
+        self._text_lengths = None  # `_longest_texts`, once counted
         self.items = []
         for index, record in enumerate(records):
             if stage == TEXT_STAGE:
@@ -431,9 +432,11 @@ class StageDataset(Dataset):
         turn, the longest clip description, a lookup of its longest option) and each question in its longest
         allowed form (open, ours or lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`)
         count as `pool_tokens` (pool-branch tokens per video) plus, with `captions` (a model with an expert), the
-        longer of its video's ground-truth and generated captions, as the model splices them. The chat template's special tokens delimit
-        every text, so a conversation's length is its texts' token counts plus the template's
-        (`chat_template_tokens`), and the longest form of each turn gives the longest conversation.
+        longer of its video's ground-truth and generated captions, as the model splices them. The chat template's
+        special tokens delimit every text, so a conversation's length is its texts' token counts plus the
+        template's (`chat_template_tokens`), and the longest form of each turn gives the longest conversation. The
+        text part is counted once per dataset (`_longest_texts`): a second call, after `set_generated_captions`,
+        only adds the captions again.
 
         Raises:
             ValueError: outside stage 3.
@@ -442,28 +445,12 @@ class StageDataset(Dataset):
             raise ValueError(f"`longest_input` is for stage-3 conversations, this dataset is stage {self.stage!r}.")
         prefix = video_prefix("frames" if self.frame_prompt_fraction > 0 else "video", self.num_frames)
         prefix_ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        fixed, per_turn = chat_template_tokens(self.tokenizer, self.system_message)
+        fixed = chat_template_tokens(self.tokenizer, self.system_message)[0]
         fixed += len(prefix_ids) - sum(prefix_ids.count(i) for i in placeholder_ids) + pool_tokens
-        formats = [fmt for fmt, used in (("langdc", self.mvbench_prompt_fraction < 1),
-                                         ("lmms-mvbench", self.mvbench_prompt_fraction > 0)) if used]
-        open_forms = [open_ended for open_ended, used in ((True, self.open_fraction > 0),
-                                                          (False, self.open_fraction < 1)) if used]
         truth = self.generated is None or self.ground_truth_fraction > 0  # the caption sources items can draw
         longest = (0, -1)
-        for item, (video, questions) in enumerate(self.items):
-            # alternatives per turn: each question's forms, then the lookups of every option, then the description
-            alternatives = [[question_turn(q, open_ended, fmt) for open_ended in open_forms for fmt in formats]
-                            for q in questions]
-            if self.lookup_fraction > 0:
-                alternatives.append([option_lookup(q, i) for q in questions for i in range(len(q["options"]))])
-            if self.describe_fraction > 0:
-                alternatives.append([(DESCRIBE_PROMPT, self.records[video]["video_caption"])])
-            if self.clip_describe_fraction > 0 and clip_describe_turns(self.records[video]):
-                alternatives.append(clip_describe_turns(self.records[video]))
-            texts = [text for turns in alternatives for turn in turns for text in turn]
-            counts = iter(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"]))
-            length = fixed + per_turn * len(alternatives)
-            length += sum(max(next(counts) + next(counts) for _ in turns) for turns in alternatives)
+        for item, ((video, _), text_length) in enumerate(zip(self.items, self._longest_texts())):
+            length = fixed + text_length
             if captions:
                 sources = [self.clip_caption_ids[video]] if truth else []
                 if self.generated is not None and self.ground_truth_fraction < 1:
@@ -471,6 +458,33 @@ class StageDataset(Dataset):
                 length += max(sum(map(len, clips)) for clips in sources)
             longest = max(longest, (length, item))
         return longest
+
+    def _longest_texts(self) -> list[int]:
+        """Per stage-3 item, the tokens of its longest conversation without media: every optional turn its fractions
+        allow, each turn in its longest form, plus the chat template's tokens per turn (computed once)."""
+        if self._text_lengths is not None:
+            return self._text_lengths
+        per_turn = chat_template_tokens(self.tokenizer, self.system_message)[1]
+        formats = [fmt for fmt, used in (("langdc", self.mvbench_prompt_fraction < 1),
+                                         ("lmms-mvbench", self.mvbench_prompt_fraction > 0)) if used]
+        open_forms = [open_ended for open_ended, used in ((True, self.open_fraction > 0),
+                                                          (False, self.open_fraction < 1)) if used]
+        self._text_lengths = []
+        for video, questions in self.items:
+            # alternatives per turn: each question's forms, then the lookups of every option, then the descriptions
+            alternatives = [[question_turn(q, open_ended, fmt) for open_ended in open_forms for fmt in formats]
+                            for q in questions]
+            if self.lookup_fraction > 0:
+                alternatives.append([option_lookup(q, i) for q in questions for i in range(len(q["options"]))])
+            if self.describe_fraction > 0:
+                alternatives.append([(DESCRIBE_PROMPT, self.records[video]["video_caption"])])
+            if self.clip_describe_fraction > 0 and (clips := clip_describe_turns(self.records[video])):
+                alternatives.append(clips)
+            texts = [text for turns in alternatives for turn in turns for text in turn]
+            counts = iter(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"]))
+            self._text_lengths.append(per_turn * len(alternatives)
+                                      + sum(max(next(counts) + next(counts) for _ in turns) for turns in alternatives))
+        return self._text_lengths
 
     def _reseed_in_worker(self) -> None:
         """In a `DataLoader` worker process, draw from a stream of its own (seeded with the worker's seed, which
