@@ -102,6 +102,12 @@ class LangDCConfig(PreTrainedConfig):
         block_layout (`str`, defaults to `"per_clip"`):
             `per_clip`: each clip's block is `[pool_k | caption_k]` at its first frame's placeholder.
             `pool_then_captions`: a video's block is `[all pool | all captions]` (official checkpoint layout).
+        clip_time_frequencies (`int`, defaults to 0):
+            0 (the paper's model): the LLM learns a clip's time only from the token positions and the prompt text.
+            F > 0: every token of a video clip's block (pool and soft caption tokens) gets a learned vector added,
+            a linear map of the clip's relative centre time t in (0, 1) expanded to `sin(pi 2^j t), cos(pi 2^j t)`
+            for j < F (`ClipTimeEmbedding` in the modeling file; an extension, not in the paper or the official
+            code). Image tiles get none.
         official_soft_token_compat (`bool`, defaults to `False`):
             Reproduce the official inference off-by-one (research/langdc.md §2.2, §7.4): the vector of the last
             prompt token comes first and the longest caption of each sample loses its last vector. Only for
@@ -185,6 +191,7 @@ class LangDCConfig(PreTrainedConfig):
     expert_tokenizer_subfolder: str | None = None
     block_layout: str = "per_clip"
     official_soft_token_compat: bool = False
+    clip_time_frequencies: int = 0
     image_token_id: int | None = None
     video_token_id: int | None = None
     system_message: str = DEFAULT_SYSTEM_MESSAGE
@@ -211,6 +218,9 @@ class LangDCConfig(PreTrainedConfig):
         for name in ("frames_per_clip", "num_frames", "expert_pool_grid", "pool_grid", "max_caption_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        frequencies = self.clip_time_frequencies
+        if isinstance(frequencies, bool) or not isinstance(frequencies, int) or frequencies < 0:
+            raise ValueError(f"`clip_time_frequencies` must be an integer >= 0, got {self.clip_time_frequencies!r}.")
         num_expert_layers = self.expert_config.num_hidden_layers
         if not 0 <= self.soft_token_layer <= num_expert_layers:
             raise ValueError(

@@ -36,6 +36,7 @@ from transformers import (
     GenerationMixin,
     PreTrainedModel,
 )
+from transformers import initialization as init
 from transformers.generation import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
@@ -144,6 +145,19 @@ class _MediaPlan:
     tiles_per_sample: list[int]
     clip_is_video: list[bool]  # frames of a video (one chunk) or tiles of an image
 
+    def video_clip_times(self) -> dict[int, float]:
+        """Relative centre time in (0, 1) of every video clip (clip index -> time): the middle of its frames over
+        its video's frame span. Image clips are left out."""
+        sample_starts = {}
+        for clip, ((start, _), sample) in enumerate(zip(self.clip_tiles, self.clip_sample)):
+            sample_starts.setdefault(sample, start)
+        return {
+            clip: ((start + end) / 2 - sample_starts[sample]) / self.tiles_per_sample[sample]
+            for clip, ((start, end), sample, is_video) in enumerate(
+                zip(self.clip_tiles, self.clip_sample, self.clip_is_video))
+            if is_video
+        }
+
 
 @dataclass
 class _Media:
@@ -218,6 +232,28 @@ def pool_patch_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
     grid_tokens = tokens.transpose(1, 2).reshape(n, dim, side, side)
     pooled = F.adaptive_avg_pool2d(grid_tokens, grid)
     return pooled.flatten(2).transpose(1, 2)
+
+
+class ClipTimeEmbedding(nn.Module):
+    """A learned vector per relative time, added to every token of a video clip's block (`clip_time_frequencies`).
+
+    `t` in (0, 1) is the clip's centre time relative to its video; it is expanded to the Fourier features
+    `[sin(pi 2^j t), cos(pi 2^j t)]` for j < F and mapped linearly to the LLM width: `[N] -> [N, D_llm]`. The map
+    starts at zero (`LangDCPreTrainedModel._init_weights`), so adding it to a trained checkpoint changes nothing until
+    it is trained. Why: with variable-length caption blocks the LLM can find "the clip at the end" only by counting
+    blocks (train/RUNS.md, runs v17-v19); the relative time is the coordinate the temporal questions use. An
+    extension in the spirit of the time encodings of other video LLMs; the paper and the official code have none.
+    """
+
+    def __init__(self, num_frequencies: int, hidden_size: int):
+        super().__init__()
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(num_frequencies), persistent=False)
+        self.weight = nn.Parameter(torch.zeros(hidden_size, 2 * num_frequencies))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        angles = times.to(self.weight.dtype)[:, None] * self.frequencies.to(self.weight.dtype)
+        return F.linear(torch.cat([angles.sin(), angles.cos()], dim=-1), self.weight, self.bias)
 
 
 def _pooled_clip_blocks(projector: nn.Module, features: torch.Tensor, grid: int, plan) -> list[torch.Tensor]:
@@ -299,12 +335,20 @@ class LangDCPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _tied_weights_keys = None
 
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, ClipTimeEmbedding):  # starts at zero: a trained checkpoint is unchanged by adding it
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+
 
 class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     """LangDC: vision tower + language-expert compressor + LLM, with PVC/InternVL-style `chat`.
 
     Modules: `vision_model` (SigLIP/CLIP vision), `expert_projector`, `expert` (causal LM), `caption_projector`,
-    `pool_projector` (dual model only), `language_model` (causal LM); with `video_config` also `video_model`
+    `pool_projector` (dual model only), `language_model` (causal LM), `clip_time_embedding` (with
+    `clip_time_frequencies` > 0); with `video_config` also `video_model`
     (InternVideo2), `video_expert_projector` and `video_pool_projector` (dual only). See `LangDCConfig`.
     """
 
@@ -323,6 +367,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             build_projector(config.pool_projector_type, vision_dim, text_dim) if config.use_pool_branch else None
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.clip_time_embedding = (
+            ClipTimeEmbedding(config.clip_time_frequencies, text_dim) if config.clip_time_frequencies else None
+        )
         self.video_model = self.video_expert_projector = self.video_pool_projector = None
         if config.video_config is not None:
             video_dim = config.video_config.hidden_size
@@ -835,9 +882,26 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                     )
         _synchronize(device)
         timings["compressor"] = time.perf_counter() - start + saliency_seconds
+        if self.clip_time_embedding is not None:
+            caption_tokens, pool_tokens, video_pool_tokens = self._add_clip_times(
+                plan, caption_tokens, pool_tokens, video_pool_tokens)
         prompt_lengths = prompt_mask.sum(-1).tolist() if prompt_mask is not None else [0] * len(plan.clip_tiles)
         return _Media(plan, caption_tokens, pool_tokens, video_pool_tokens, caption_ids, prompt_lengths, timings,
                       uncompressed)
+
+    def _add_clip_times(self, plan: _MediaPlan, *branches: list[torch.Tensor] | None) -> list:
+        """Add each video clip's `clip_time_embedding` vector to all its tokens in every branch (`[n, D_llm]` per
+        clip; None branches stay None). After the compressors, so their token similarities are the model's own."""
+        times = plan.video_clip_times()
+        if not times:
+            return list(branches)
+        clips = list(times)
+        vectors = self.clip_time_embedding(
+            torch.tensor([times[c] for c in clips], device=self.clip_time_embedding.weight.device))
+        offsets = dict(zip(clips, vectors))
+        return [None if blocks is None else [
+            block + offsets[c].to(block) if c in offsets else block for c, block in enumerate(blocks)]
+            for blocks in branches]
 
     def _caption_tokens(self, features, video_features, plan, caption_ids, use_cache):
         """Expert branch: generated (or given) caption ids per clip, their projected soft tokens `[k_clip, D_llm]`

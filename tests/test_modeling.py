@@ -206,6 +206,46 @@ def test_block_layout_places_blocks(make_model, tokenizer, layout, use_pool_bran
     assert int(mask.sum()) == text_tokens + visual[0]
 
 
+def test_clip_time_embedding_adds_each_video_clips_relative_time(make_model, tokenizer):
+    model = make_model(clip_time_frequencies=2)
+    time = model.clip_time_embedding
+    assert not time.weight.any() and not time.bias.any()  # starts at zero: the model answers as without it
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        time.weight.copy_(torch.randn(time.weight.shape, generator=generator))
+        time.bias.copy_(torch.randn(time.bias.shape, generator=generator))
+    # a 6-frame video (clips of 4 and 2 frames, centres at frames 2 and 5 of 6) and an 8-frame one, then an image
+    plan = model._plan_media([[model.config.video_token_id]] * 2 + [[model.config.image_token_id]],
+                             [[1] * 6, [1] * 8, [1]], [3, 3, 1], 15)
+    assert plan.video_clip_times() == pytest.approx({0: 2 / 6, 1: 5 / 6, 2: 0.25, 3: 0.75})
+
+    def media(question, frames, flag, caption_lengths):
+        ids = tokenizer([question], return_tensors="pt")
+        with forced_caption_lengths(model, caption_lengths), torch.no_grad():
+            return model._prepare_multimodal(ids["input_ids"], ids["attention_mask"], video_pixels(frames),
+                                             [[1] * frames] if flag == 3 else [frames], flag)[3]
+
+    timed = media("<video>\nWhat happens?", 6, 3, [2, 3])
+    with mock.patch.object(model, "clip_time_embedding", None):
+        plain = media("<video>\nWhat happens?", 6, 3, [2, 3])
+    offsets = time(torch.tensor([2 / 6, 5 / 6])).detach()
+    for clip in range(2):
+        for timed_block, plain_block in ((timed.pool_tokens[clip], plain.pool_tokens[clip]),
+                                         (timed.caption_tokens[clip], plain.caption_tokens[clip])):
+            torch.testing.assert_close(timed_block, plain_block + offsets[clip])
+    image = media("<image>\nWhat is it?", 2, 1, [2])
+    with mock.patch.object(model, "clip_time_embedding", None):
+        plain_image = media("<image>\nWhat is it?", 2, 1, [2])
+    torch.testing.assert_close(image.pool_tokens[0], plain_image.pool_tokens[0])  # images have no time
+    torch.testing.assert_close(image.caption_tokens[0], plain_image.caption_tokens[0])
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5])
+def test_clip_time_frequencies_must_be_a_natural_number(make_model, value):
+    with pytest.raises(ValueError, match="`clip_time_frequencies` must be an integer >= 0"):
+        make_model(clip_time_frequencies=value)
+
+
 def test_text_only_chat_and_history(model, tokenizer):
     response, history, info = model.chat(tokenizer, None, "Hello?", GEN, return_history=True, return_info=True)
     assert isinstance(response, str) and info.visual_tokens == 0 and info.tokens_per_clip == []

@@ -198,6 +198,28 @@ def test_no_expert_export_keeps_the_shared_weights_and_trains(stages, micro_data
     assert last < first, (first, last)
 
 
+def test_clip_time_embedding_is_added_at_zero_and_trained_in_stage_three(stages, tmp_path):
+    from tools.export_checkpoint import TIME_MODULE, export, with_visual_tokens
+    from train.stages import freeze_for_stage
+
+    export(stages[3], tmp_path / "timed", torch.float32, clip_time_frequencies=2)
+    source, timed = _load(stages[3]), _load(tmp_path / "timed")
+    assert timed.config.clip_time_frequencies == 2 and not timed.clip_time_embedding.weight.any()
+    source_state = source.state_dict()
+    assert {name for name in timed.state_dict() if name not in source_state} == {
+        f"{TIME_MODULE}.weight", f"{TIME_MODULE}.bias"}
+    assert all(torch.equal(t, source_state[name]) for name, t in timed.state_dict().items() if name in source_state)
+    freeze_for_stage(timed, 3)
+    assert all(p.requires_grad for p in timed.clip_time_embedding.parameters())
+    with torch.no_grad():
+        timed.clip_time_embedding.bias.fill_(1.0)
+    assert with_visual_tokens(timed, clip_time_frequencies=2).clip_time_embedding.bias.eq(1.0).all()  # kept
+    assert not with_visual_tokens(timed, clip_time_frequencies=3).clip_time_embedding.bias.any()  # starts anew
+    assert with_visual_tokens(timed, clip_time_frequencies=0).clip_time_embedding is None
+    with pytest.raises(ValueError, match="clip_time_frequencies"):
+        with_visual_tokens(timed, clip_time_frequencies=-1)
+
+
 def test_caption_quality_diagnostic_runs_on_a_stage_checkpoint(stages, micro_data):
     from transformers import AutoProcessor
 

@@ -6,7 +6,8 @@
 With `--no-expert` the export is the no-expert baseline started from the source's weights: the same vision tower,
 pool projector and LLM, the expert and its projectors dropped (README "Token compressors": the baseline that the
 training-free compressors run on, trained further with `train.run`); `--pool-grid` sets the pool tokens per frame
-side, with or without the expert.
+side, with or without the expert; `--clip-time-frequencies F` adds a zero-initialised `clip_time_embedding`
+(`LangDCConfig.clip_time_frequencies`), so the export answers as the source does until it is trained.
 """
 
 import argparse
@@ -19,42 +20,51 @@ from tools.remote_code import import_remote
 
 
 EXPERT_MODULES = ("expert", "expert_projector", "caption_projector", "video_expert_projector")
+TIME_MODULE = "clip_time_embedding"
 
 
-def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = True):
+def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = True,
+                       clip_time_frequencies: int | None = None):
     """`model` with another visual-token layout and the same trained weights: `pool_grid**2` pool-branch tokens per
-    frame (`None`: unchanged) and, with `use_expert=False`, the no-expert baseline (the expert branch,
-    `EXPERT_MODULES`, dropped; every other module keeps its weights).
+    frame (`None`: unchanged), with `use_expert=False` the no-expert baseline (the expert branch, `EXPERT_MODULES`,
+    dropped; every other module keeps its weights), and with `clip_time_frequencies` a new `clip_time_embedding`
+    (zero-initialised; 0 drops it; `None`: unchanged).
 
     The pool projector maps single vision features, so it applies at any pool grid (its inputs are averages over
     fewer patches: training adapts it). Raises `ValueError` when `model` has no pool branch (the only visual input
-    left, or the one `pool_grid` sets), when it has no expert to keep, or when `pool_grid` is not a positive
-    integer; a weight that does not carry over raises `RuntimeError`.
+    left, or the one `pool_grid` sets), when it has no expert to keep, or when `pool_grid` or
+    `clip_time_frequencies` is invalid; a weight that does not carry over raises `RuntimeError`.
     """
     if not model.config.use_pool_branch:
         raise ValueError("`model` has no pool branch (`use_pool_branch=False`): no pool grid to set or keep.")
     if use_expert and not model.config.use_expert:
         raise ValueError("`model` has no expert (`use_expert=False`) to keep.")
     changes = {"use_expert": use_expert} | ({} if pool_grid is None else {"pool_grid": pool_grid})
-    # a config built anew validates its fields: a bad pool_grid raises ValueError here, before any weight is built
+    if clip_time_frequencies is not None:
+        changes["clip_time_frequencies"] = clip_time_frequencies
+    # a config built anew validates its fields: a bad value raises ValueError here, before any weight is built
     config = type(model.config).from_dict({**model.config.to_dict(), **changes})
     reconfigured = type(model)(config).to(model.dtype)
-    missing, unexpected = reconfigured.load_state_dict(model.state_dict(), strict=False)
+    weights = model.state_dict()
+    if config.clip_time_frequencies != model.config.clip_time_frequencies:  # the time embedding starts anew, at zero
+        weights = {name: value for name, value in weights.items() if name.split(".")[0] != TIME_MODULE}
+    missing, unexpected = reconfigured.load_state_dict(weights, strict=False)
     unexpected = [name for name in unexpected if name.split(".")[0] not in EXPERT_MODULES]
+    missing = [name for name in missing if name.split(".")[0] != TIME_MODULE]
     if missing or unexpected:
         raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
     return reconfigured.eval()
 
 
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
-           use_expert: bool = True) -> list[str]:
+           use_expert: bool = True, clip_time_frequencies: int | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
-    repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` change its visual tokens
-    first (`with_visual_tokens`)."""
+    repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies`
+    change its visual tokens first (`with_visual_tokens`)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
-    if pool_grid is not None or not use_expert:
-        model = with_visual_tokens(model, pool_grid, use_expert)
+    if pool_grid is not None or not use_expert or clip_time_frequencies is not None:
+        model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies)
     processor = load_processor(source)
     return save_checkpoint(model, processor.tokenizer, processor, target)
 
@@ -67,10 +77,16 @@ def main(argv=None) -> None:
     parser.add_argument("--no-expert", action="store_true", help="export the no-expert baseline made from SOURCE")
     parser.add_argument("--pool-grid", type=int, default=None,
                         help="pool tokens per frame side (default: SOURCE's pool_grid)")
+    parser.add_argument("--clip-time-frequencies", type=int, default=None,
+                        help="add a zero-initialised clip time embedding with this many frequencies (0: drop it; "
+                             "default: SOURCE's)")
     args = parser.parse_args(argv)
-    names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert)
+    names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
+                   args.clip_time_frequencies)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
-                    f", pool grid {args.pool_grid}" if args.pool_grid is not None else ""])
+                    f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
+                    f", clip time frequencies {args.clip_time_frequencies}"
+                    if args.clip_time_frequencies is not None else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 

@@ -21,7 +21,7 @@ TRAINED_MODULES = {
     "text": ("language_model",),
     1: ("pool_projector", "language_model"),
     2: ("vision_model", "expert_projector", "expert"),
-    3: ("language_model", "caption_projector", "pool_projector"),
+    3: ("language_model", "caption_projector", "pool_projector", "clip_time_embedding"),
 }
 
 
