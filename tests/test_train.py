@@ -415,8 +415,11 @@ def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cann
     config.text_config.max_position_embeddings = longest
     check_context(forced, model)  # fits exactly
     config.text_config.max_position_embeddings = longest - 1
-    with pytest.raises(ValueError, match=f"example {item} can reach {longest} LLM input tokens"):
+    with pytest.raises(ValueError, match=f"example {item} can reach {longest} LLM input tokens .*with the "
+                                         "expert's captions"):
         check_context(forced, model)
+    assert forced.caption_sources() == ["expert"] and mixed.caption_sources() == ["ground truth", "expert"]
+    assert open_only.caption_sources() == ["ground truth"]
     with pytest.raises(ValueError, match="stage-3 conversations"):
         StageDataset(records, 1, tokenizer, "system").longest_input(pool_tokens, placeholders)
 

@@ -447,17 +447,22 @@ class StageDataset(Dataset):
         prefix_ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         fixed = chat_template_tokens(self.tokenizer, self.system_message)[0]
         fixed += len(prefix_ids) - sum(prefix_ids.count(i) for i in placeholder_ids) + pool_tokens
-        truth = self.generated is None or self.ground_truth_fraction > 0  # the caption sources items can draw
+        sources = [{"ground truth": self.clip_caption_ids, "expert": self.generated}[name]
+                   for name in self.caption_sources()]
         longest = (0, -1)
         for item, ((video, _), text_length) in enumerate(zip(self.items, self._longest_texts())):
             length = fixed + text_length
             if captions:
-                sources = [self.clip_caption_ids[video]] if truth else []
-                if self.generated is not None and self.ground_truth_fraction < 1:
-                    sources.append(self.generated[video])
-                length += max(sum(map(len, clips)) for clips in sources)
+                length += max(sum(map(len, source[video])) for source in sources)
             longest = max(longest, (length, item))
         return longest
+
+    def caption_sources(self) -> list[str]:
+        """The clip captions stage-3 items can draw: `"ground truth"` and/or `"expert"` (the generated captions,
+        once `set_generated_captions` gave them, for a `ground_truth_fraction` below 1)."""
+        drawn = (("ground truth", self.generated is None or self.ground_truth_fraction > 0),
+                 ("expert", self.generated is not None and self.ground_truth_fraction < 1))
+        return [name for name, used in drawn if used]
 
     def _longest_texts(self) -> list[int]:
         """Per stage-3 item, the tokens of its longest conversation without media: every optional turn its fractions

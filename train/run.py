@@ -76,7 +76,8 @@ def check_context(dataset: StageDataset, model) -> None:
         return
     length, item = dataset.longest_input(model.pool_tokens_per_tile() * config.num_frames,
                                          (config.image_token_id, config.video_token_id), captions=config.use_expert)
-    captions = "the expert's or the ground-truth" if dataset.generated is not None else "the ground-truth"
+    captions = " or ".join({"ground truth": "the ground-truth", "expert": "the expert's"}[name]
+                           for name in dataset.caption_sources())
     if length > context:
         raise ValueError(
             f"Stage-3 example {item} can reach {length} LLM input tokens (every optional turn drawn, with {captions} "
