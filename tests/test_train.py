@@ -220,6 +220,28 @@ def test_clip_time_embedding_is_added_at_zero_and_trained_in_stage_three(stages,
         with_visual_tokens(timed, clip_time_frequencies=-1)
 
 
+def test_module_learning_rates_give_a_module_its_own_parameter_group(make_model, tmp_path):
+    from transformers import TrainingArguments
+
+    from train.stages import LangDCTrainer, freeze_for_stage
+
+    model = make_model(clip_time_frequencies=2)
+    freeze_for_stage(model, 3)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.1, report_to="none")
+    trainer = LangDCTrainer(model=model, args=args, stage=3, module_learning_rates={"clip_time_embedding": 1e-2})
+    groups = trainer.create_optimizer().param_groups
+    time_parameters = {id(p) for p in model.clip_time_embedding.parameters()}
+    for group in groups:
+        in_time = {id(p) in time_parameters for p in group["params"]}
+        assert len(in_time) == 1 and group["lr"] == (1e-2 if in_time.pop() else 1e-4)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for group in groups for p in group["params"]) == trained
+    assert {group["weight_decay"] for group in groups} == {0.0, 0.1}  # biases and norms undecayed, as the Trainer's
+    trainer = LangDCTrainer(model=model, args=args, stage=3, module_learning_rates={"expert": 1e-2})  # frozen
+    with pytest.raises(ValueError, match=r"module_learning_rates names \['expert'\]"):
+        trainer.create_optimizer()
+
+
 def test_caption_quality_diagnostic_runs_on_a_stage_checkpoint(stages, micro_data):
     from transformers import AutoProcessor
 

@@ -23,6 +23,7 @@ import torch
 from transformers import TrainingArguments
 
 from synthvid import text_only_records
+from synthvid.files import write_text_atomic
 from tools.build_checkpoint import build_config, build_model, build_processor, load_processor, save_checkpoint
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
@@ -117,6 +118,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=-1)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--clip-time-lr", type=float, default=None,
+                        help="stage 3: peak learning rate of the clip time embedding (default: --lr), e.g. for one "
+                             "just added at zero (tools.export_checkpoint --clip-time-frequencies)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=0.05, help="warmup steps, or a fraction (< 1) of all steps")
@@ -271,6 +275,7 @@ def main(argv=None) -> None:
         data_collator=collator,
         processing_class=processor,
         stage=args.stage,
+        module_learning_rates=None if args.clip_time_lr is None else {"clip_time_embedding": args.clip_time_lr},
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     model.eval()
@@ -287,7 +292,7 @@ def main(argv=None) -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
         "log_history": trainer.state.log_history,
     }
-    (args.output / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    write_text_atomic(args.output / "train_log.json", json.dumps(log, indent=2) + "\n")
     print(f"stage {args.stage} done in {log['wall_seconds']:.0f} s -> {args.output}")
 
 

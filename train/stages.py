@@ -10,7 +10,7 @@ tower may train on its cached features, `train/run.py --cache-vision-features`).
 | text | option lookups (train/data.py `lookup_turn`) and QA conversations over ground-truth captions as text (`splice_captions`), no media | LLM | the rest |
 | 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
 | 2 expert | clip captions (caption CE + EOS) | vision tower, expert projector, expert | LLM side |
-| 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector | vision tower, expert side |
+| 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector (+ clip time embedding) | vision tower, expert side |
 """
 
 import torch
@@ -66,9 +66,36 @@ class LangDCTrainer(Trainer):
     the expert's caption loss in stage 2 (forward without a prompt), the LLM loss otherwise. Every loss goes
     through `model(...)`, so DDP/FSDP wrappers work unchanged."""
 
-    def __init__(self, *args, stage: int | str, **kwargs):
+    def __init__(self, *args, stage: int | str, module_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.stage = stage
+        self.module_learning_rates = dict(module_learning_rates or {})
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with one parameter group per learning rate: a top-level module named in
+        `module_learning_rates` trains at its own peak rate (e.g. a module added at zero to a trained model, as
+        LLaVA trains its projector at `mm_projector_lr`), the rest at `args.learning_rate`; the schedule scales
+        every group alike. Raises `ValueError` for a name that is not a trainable top-level module."""
+        if not self.module_learning_rates or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+        unknown = sorted(set(self.module_learning_rates) - trainable)
+        if unknown:
+            raise ValueError(f"module_learning_rates names {unknown}, not among the trainable modules "
+                             f"{sorted(trainable)}.")
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        decayed = set(self.get_decay_parameter_names(model))  # as the Trainer's own groups: no decay on norms, biases
+        groups = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                lr = self.module_learning_rates.get(name.split(".")[0], self.args.learning_rate)
+                decay = self.args.weight_decay if name in decayed else 0.0
+                groups.setdefault((lr, decay), []).append(parameter)
+        self.optimizer = optimizer_cls(
+            [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
+            **optimizer_kwargs)
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.stage == 2:
