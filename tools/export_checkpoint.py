@@ -20,7 +20,7 @@ from tools.remote_code import import_remote
 
 
 EXPERT_MODULES = ("expert", "expert_projector", "caption_projector", "video_expert_projector")
-TIME_MODULE = "clip_time_embedding"
+TIME_MODULE = "clip_time_embedding"  # LangDCModel's attribute; train.stages and train.run name it through this
 
 
 def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = True,

@@ -25,6 +25,7 @@ from transformers import TrainingArguments
 from synthvid import text_only_records
 from synthvid.files import write_text_atomic
 from tools.build_checkpoint import build_config, build_model, build_processor, load_processor, save_checkpoint
+from tools.export_checkpoint import TIME_MODULE
 from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
@@ -275,7 +276,7 @@ def main(argv=None) -> None:
         data_collator=collator,
         processing_class=processor,
         stage=args.stage,
-        module_learning_rates=None if args.clip_time_lr is None else {"clip_time_embedding": args.clip_time_lr},
+        module_learning_rates=None if args.clip_time_lr is None else {TIME_MODULE: args.clip_time_lr},
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     model.eval()

@@ -16,12 +16,14 @@ tower may train on its cached features, `train/run.py --cache-vision-features`).
 import torch
 from transformers import Trainer
 
+from tools.export_checkpoint import TIME_MODULE
+
 TRAINED_MODULES = {
     0: ("vision_model",),
     "text": ("language_model",),
     1: ("pool_projector", "language_model"),
     2: ("vision_model", "expert_projector", "expert"),
-    3: ("language_model", "caption_projector", "pool_projector", "clip_time_embedding"),
+    3: ("language_model", "caption_projector", "pool_projector", TIME_MODULE),
 }
 
 
