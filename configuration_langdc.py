@@ -116,6 +116,13 @@ class LangDCConfig(PreTrainedConfig):
             LLM token ids of the `<image>` and `<video>` placeholders.
         system_message (`str`):
             System prompt used by `chat()`.
+
+    Raises:
+        ValueError: naming the field, for an unknown projector type, block layout or expert cache implementation;
+            a count or grid that is not an integer >= 1 (`clip_time_frequencies`, `soft_token_layer`: >= 0); a
+            `vision_feature_layer` outside the vision tower's hidden states or a `soft_token_layer` beyond the
+            expert's layers; a pool grid wider than the patch grid; no visual tokens at all (`use_expert=False`
+            without the pool branch); a video encoder whose chunk is not `frames_per_clip` frames.
     """
 
     model_type = "langdc"
@@ -215,12 +222,21 @@ class LangDCConfig(PreTrainedConfig):
                 f"`expert_cache_implementation` must be one of {EXPERT_CACHE_IMPLEMENTATIONS}, "
                 f"got {self.expert_cache_implementation!r}."
             )
-        for name in ("frames_per_clip", "num_frames", "expert_pool_grid", "pool_grid", "max_caption_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
-        frequencies = self.clip_time_frequencies
-        if isinstance(frequencies, bool) or not isinstance(frequencies, int) or frequencies < 0:
-            raise ValueError(f"`clip_time_frequencies` must be an integer >= 0, got {self.clip_time_frequencies!r}.")
+        minimums = {name: 1 for name in ("frames_per_clip", "num_frames", "expert_pool_grid", "pool_grid",
+                                           "video_expert_pool_grid", "video_pool_grid", "max_caption_tokens")}
+        minimums.update(clip_time_frequencies=0, soft_token_layer=0, vision_feature_layer=None)
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+                bound = "an integer" if minimum is None else f"an integer >= {minimum}"
+                raise ValueError(f"`{name}` must be {bound}, got {value!r}.")
+        num_vision_layers = self.vision_config.num_hidden_layers
+        if not -(num_vision_layers + 1) <= self.vision_feature_layer <= num_vision_layers:
+            raise ValueError(
+                f"`vision_feature_layer` indexes the vision tower's {num_vision_layers + 1} hidden states (embeddings "
+                f"and {num_vision_layers} layers): it must be in [{-(num_vision_layers + 1)}, {num_vision_layers}], "
+                f"got {self.vision_feature_layer}."
+            )
         num_expert_layers = self.expert_config.num_hidden_layers
         if not 0 <= self.soft_token_layer <= num_expert_layers:
             raise ValueError(

@@ -293,6 +293,53 @@ def _as_int_list(value, name: str) -> list[int]:
         raise ValueError(f"`{name}` must be an int, a list of ints or a LongTensor, got {type(value).__name__}.")
 
 
+def check_pixel_values(pixel_values, name: str, vision_config) -> None:
+    """Check that `pixel_values` are what the processor returns for this tower: a floating tensor `[F, C, S, S]`
+    with `C = vision_config.num_channels` and `S = vision_config.image_size`, `F >= 1`.
+
+    Raises:
+        ValueError: naming `name`, for another type, rank, channel count, size or an integer dtype (unnormalised
+            pixels).
+    """
+    hint = "use processor.load_image / load_video, or processor(images=..., videos=...)"
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor [frames, 3, H, W] ({hint}), got {type(pixel_values).__name__}.")
+    channels, size = getattr(vision_config, "num_channels", 3), vision_config.image_size
+    expected = (channels, size, size)
+    if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected or pixel_values.shape[0] == 0:
+        raise ValueError(f"`{name}` must be [frames >= 1, {channels}, {size}, {size}] for this vision tower ({hint}), "
+                         f"got {list(pixel_values.shape)}.")
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"`{name}` must hold normalised floats ({hint}), got dtype {pixel_values.dtype}.")
+
+
+def _one_sample_patches(num_patches_list) -> list[int]:
+    """`chat`'s `num_patches_list`: a list of ints, or the processor's one-sample `[[...]]`."""
+    if isinstance(num_patches_list, (list, tuple)) and len(num_patches_list) == 1 and \
+            isinstance(num_patches_list[0], (list, tuple, torch.Tensor)):
+        num_patches_list = num_patches_list[0]
+    return _as_int_list(num_patches_list, "num_patches_list")
+
+
+def _check_chat_inputs(questions, num_patches_list, histories, video_metadata) -> None:
+    """`chat`/`batch_chat` inputs: one string per question and one patch list, history and metadata entry per
+    question; a history is a list of `(question, answer)` string pairs. Raises `ValueError` naming the input."""
+    if not questions or not all(isinstance(q, str) for q in questions):
+        raise ValueError(f"`questions` must be a non-empty list of strings, got {questions!r:.80}.")
+    batch = len(questions)
+    for name, values in (("num_patches_list", num_patches_list), ("history", histories),
+                         ("video_metadata", video_metadata)):
+        if values is not None and len(values) != batch:
+            raise ValueError(f"`{name}` has {len(values)} entries for {batch} questions: give one per question.")
+    for i, history in enumerate(histories):
+        pairs = history or []
+        if not isinstance(pairs, (list, tuple)) or not all(
+            isinstance(t, (list, tuple)) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in pairs
+        ):
+            raise ValueError(f"History {i} must be a list of (question, answer) string pairs (batch_chat takes one "
+                             f"history per question), got {history!r:.80}.")
+
+
 def normalize_data_flags(data_flag, batch_size: int) -> list[int]:
     """Per-sample data flags from an int, a list or a LongTensor (PVC passes `torch.LongTensor((3,))`).
 
@@ -579,6 +626,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 "This two-encoder model needs `video_pixel_values` (frames at the video encoder's size) beside "
                 "`pixel_values`; the processor returns both."
             )
+        check_pixel_values(video_pixel_values, "video_pixel_values", self.config.video_config)
         if video_pixel_values.shape[0] != pixel_values.shape[0]:
             raise ValueError(
                 f"`video_pixel_values` has {video_pixel_values.shape[0]} frames/tiles but `pixel_values` has "
@@ -756,8 +804,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         flags = normalize_data_flags(data_flag, len(num_patches_list))
         frames = self._frames(pixel_values, image_features, required=True)
         plan = self._plan_media_without_prompt(num_patches_list, flags, frames.shape[0])
-        if len(caption_ids) != len(plan.clip_tiles):
-            raise ValueError(f"Got {len(caption_ids)} captions for {len(plan.clip_tiles)} clips.")
+        caption_ids = self._check_caption_ids(caption_ids, len(plan.clip_tiles))
         features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan, image_features)
         prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
         outputs, start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=False)
@@ -802,15 +849,16 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         captions, _ = self._generate_captions(prompts, prompt_mask, use_cache=True)
         return captions
 
-    @staticmethod
-    def _frames(pixel_values: torch.Tensor | None, image_features: torch.Tensor | None,
+    def _frames(self, pixel_values: torch.Tensor | None, image_features: torch.Tensor | None,
                 required: bool = False) -> torch.Tensor | None:
-        """The tensor that holds one row per tile/frame: `pixel_values`, or `image_features` in their place.
-        Raises `ValueError` if both are given, or neither when `required`."""
+        """The tensor that holds one row per tile/frame: `pixel_values` (checked, `check_pixel_values`), or
+        `image_features` in their place. Raises `ValueError` if both are given, or neither when `required`."""
         if pixel_values is not None and image_features is not None:
             raise ValueError("Give `pixel_values` or precomputed `image_features`, not both.")
         if required and pixel_values is None and image_features is None:
             raise ValueError("`pixel_values` (or precomputed `image_features`) are required.")
+        if pixel_values is not None:
+            check_pixel_values(pixel_values, "pixel_values", self.config.vision_config)
         return pixel_values if pixel_values is not None else image_features
 
     def _plan_media_without_prompt(self, num_patches_list, flags, num_tiles) -> _MediaPlan:
@@ -903,6 +951,21 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             block + offsets[c].to(block) if c in offsets else block for c, block in enumerate(blocks)]
             for blocks in branches]
 
+    def _check_caption_ids(self, caption_ids, num_clips: int) -> list[list[int]]:
+        """Given captions as lists of ints: one per clip, every id in the expert's vocabulary. Raises `ValueError`."""
+        if isinstance(caption_ids, (str, torch.Tensor)) or len(caption_ids) != num_clips:
+            count = len(caption_ids) if isinstance(caption_ids, (list, tuple)) else type(caption_ids).__name__
+            raise ValueError(f"`caption_ids` needs one list of expert token ids per clip ({num_clips} clips), got {count}.")
+        vocab = self.expert.get_input_embeddings().num_embeddings
+        checked = []
+        for clip, ids in enumerate(caption_ids):
+            ids = _as_int_list(ids, f"caption_ids[{clip}]")
+            bad = [t for t in ids if not 0 <= t < vocab]
+            if bad:
+                raise ValueError(f"`caption_ids[{clip}]` holds ids outside the expert's vocabulary [0, {vocab}): {bad[:5]}.")
+            checked.append(ids)
+        return checked
+
     def _caption_tokens(self, features, video_features, plan, caption_ids, use_cache):
         """Expert branch: generated (or given) caption ids per clip, their projected soft tokens `[k_clip, D_llm]`
         per clip, and the expert prompt mask (None when no expert prompt was built)."""
@@ -916,9 +979,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             if self.config.official_soft_token_compat:
                 soft_ids = self._official_compat_ids(caption_ids, stop_ids, plan.clip_sample)
         else:
-            if len(caption_ids) != len(plan.clip_tiles):
-                raise ValueError(f"Got {len(caption_ids)} caption_ids for {len(plan.clip_tiles)} clips.")
-            soft_ids = caption_ids = [list(ids) for ids in caption_ids]
+            soft_ids = caption_ids = self._check_caption_ids(caption_ids, len(plan.clip_tiles))
         soft = self._soft_tokens(prompts, prompt_mask, soft_ids)
         # one projection over all clips, then split back per clip
         projected = self.caption_projector(torch.cat(soft).to(self._caption_dtype()))
@@ -1065,8 +1126,15 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         `(inputs_embeds, attention_mask, labels, media, rows, visual_counts, pool_mask)`."""
         if input_ids is None:
             raise ValueError("`input_ids` are required (the prompt with its <image>/<video> placeholders).")
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            shape = list(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise ValueError(f"`input_ids` must be a LongTensor [batch, length], got {shape}.")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        for name, tensor in (("attention_mask", attention_mask), ("labels", labels)):
+            if tensor is not None and tuple(tensor.shape) != tuple(input_ids.shape):
+                raise ValueError(f"`{name}` has shape {list(tensor.shape)}; it must match `input_ids` "
+                                 f"{list(input_ids.shape)}.")
         rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
         label_rows = None
         if labels is not None:
@@ -1318,9 +1386,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if isinstance(generation_config, GenerationConfig):
             generation_config = generation_config.to_diff_dict()
         unknown = config.update(**{**(generation_config or {}), **generate_kwargs})
-        for key in list(generate_kwargs):
-            if key not in unknown:
-                generate_kwargs.pop(key)
+        # what GenerationConfig does not know (a `streamer`, a typo) goes to `language_model.generate`, which uses it
+        # or rejects it by name
+        generate_kwargs.clear()
+        generate_kwargs.update(unknown)
         return config
 
     def _build_infos(self, media, rows, prompt_lengths, visual_counts, timings) -> list[LangDCInfo]:
@@ -1380,8 +1449,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 (`Frame{i}: <image>\\n`) or one `<video>`. Without any, one is prepended (first turn only).
             generation_config: LLM settings such as `dict(max_new_tokens=64, do_sample=False)`.
             history: previous `(question, answer)` turns; their placeholders count against `num_patches_list`.
-            num_patches_list: tiles per image (data_flag 1/2) or per frame (data_flag 3); default
-                `[len(pixel_values)]`.
+            num_patches_list: tiles per image (data_flag 1/2) or per frame (data_flag 3), a list of ints (the
+                processor's one-sample `[[...]]` is accepted too); default one image of all `pixel_values` tiles,
+                or one tile per frame for a video (data_flag 3).
             data_flag: 1 single image (default), 2 several images, 3 video.
             return_info: also return a [`LangDCInfo`] with per-clip tokens and captions, FLOPs and timings.
             video_metadata: the `VideoMetadata` returned by `load_video(..., return_metadata=True)`, to report
@@ -1395,7 +1465,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             `response`, plus `history` if `return_history`, plus `info` if `return_info`, in that order.
 
         Raises:
-            ValueError: on bad counts, an unknown `data_flag` or a prompt longer than the LLM context.
+            ValueError: on bad counts, an unknown `data_flag`, `pixel_values` that are not the processor's
+                `[F, 3, S, S]` floats, a malformed `history`, `num_return_sequences > 1` or
+                `return_dict_in_generate` (chat returns text), or a prompt longer than the LLM context.
         """
         kwargs.pop("split_sizes", None)  # accepted for PVC eval scripts; num_patches_list carries the same
         responses, histories, infos = self._chat_batch(
@@ -1403,8 +1475,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             pixel_values,
             [question],
             generation_config,
-            [num_patches_list] if num_patches_list is not None else None,
-            [data_flag] if data_flag is not None and not isinstance(data_flag, torch.Tensor) else data_flag,
+            None if num_patches_list is None else [_one_sample_patches(num_patches_list)],
+            [data_flag] if isinstance(data_flag, int) else data_flag,
             [history],
             [video_metadata],
             verbose,
@@ -1451,7 +1523,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if num_patches_list is None and "image_counts" in kwargs:
             num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias
         if num_patches_list is not None:
-            num_patches_list = [[n] if isinstance(n, int) else list(n) for n in num_patches_list]
+            num_patches_list = [
+                [n] if isinstance(n, int) else _as_int_list(n, f"num_patches_list[{i}]")
+                for i, n in enumerate(num_patches_list)
+            ]
         histories = history if history is not None else [None] * len(questions)
         responses, new_histories, infos = self._chat_batch(
             tokenizer,
@@ -1478,28 +1553,35 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         video_metadata, verbose, video_pixel_values=None, media_options=None,
     ):
         batch = len(questions)
-        if len(histories) != batch or len(video_metadata) != batch:
-            raise ValueError(f"`history` and `video_metadata` need one entry per question ({batch}).")
-        if pixel_values is not None and num_patches_list is None:
-            if batch != 1:
-                raise ValueError("`num_patches_list` is required for batch_chat with several samples.")
-            num_patches_list = [[pixel_values.shape[0]]]
+        _check_chat_inputs(questions, num_patches_list, histories, video_metadata)
+        if pixel_values is not None:
+            check_pixel_values(pixel_values, "pixel_values", self.config.vision_config)
         flags = (
             normalize_data_flags(data_flag, batch) if pixel_values is not None else [DATA_FLAG_TEXT] * batch
         )
-        prompts = []
-        for i, (question, history) in enumerate(zip(questions, histories)):
-            patches = num_patches_list[i] if num_patches_list is not None else []
-            question = self._add_default_placeholders(question, history, patches, flags[i])
-            prompts.append(self._build_prompt(tokenizer, question, history))
+        if pixel_values is not None and num_patches_list is None:
+            if batch != 1:
+                raise ValueError("`num_patches_list` is required for batch_chat with several samples.")
+            # InternVL: all tiles are one image; a video's frames are one tile each
+            frames = pixel_values.shape[0]
+            num_patches_list = [[1] * frames if flags[0] == DATA_FLAG_VIDEO else [frames]]
+        questions = [
+            self._add_default_placeholders(question, history, num_patches_list[i] if num_patches_list else [], flags[i])
+            for i, (question, history) in enumerate(zip(questions, histories))
+        ]
+        prompts = [self._build_prompt(tokenizer, question, history) for question, history in zip(questions, histories)]
         if verbose:
             for prompt in prompts:
                 logger.info("LangDC prompt:\n%s", prompt)
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         self._check_placeholder_ids(tokenizer)
-        eos_ids = self._chat_eos_ids(tokenizer, generation_config)
         gen_config = dict(generation_config.to_diff_dict() if isinstance(generation_config, GenerationConfig)
                           else (generation_config or {}))
+        for key, default in (("num_return_sequences", 1), ("return_dict_in_generate", False)):
+            if gen_config.get(key, default) != default:
+                raise ValueError(f"`generation_config` sets {key}={gen_config[key]!r}: chat/batch_chat return one text "
+                                 "per question; call `model.generate` for several sequences or generate outputs.")
+        eos_ids = self._chat_eos_ids(tokenizer, gen_config.get("eos_token_id"))
         gen_config["eos_token_id"] = eos_ids
         gen_config.setdefault("pad_token_id", tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0])
         output_ids, infos = self.generate(
@@ -1520,6 +1602,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             indices = getattr(metadata, "frames_indices", None)
             if indices is not None:
                 info.repeated_frames = len(indices) - len(set(int(i) for i in indices))
+        # the question as prompted, with the placeholders added on the first turn (InternVL), so that the next turn
+        # fills them again
         new_histories = [list(h or []) + [(q, r)] for h, q, r in zip(histories, questions, responses)]
         return responses, new_histories, infos
 
@@ -1570,10 +1654,13 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                     f"{expected}: use the tokenizer shipped with the checkpoint."
                 )
 
-    def _chat_eos_ids(self, tokenizer, generation_config) -> list[int]:
-        """EOS ids for the LLM: the model's list plus the tokenizer's EOS (`<|im_end|>` for ChatML)."""
-        configured = self.generation_config.eos_token_id
-        eos = _as_int_list(configured, "eos_token_id") if configured is not None else []
+    def _chat_eos_ids(self, tokenizer, requested=None) -> list[int]:
+        """EOS ids for the LLM: the caller's (`requested`), then the model's list, then the tokenizer's EOS
+        (`<|im_end|>` for ChatML)."""
+        eos = []
+        for configured in (requested, self.generation_config.eos_token_id):
+            if configured is not None:
+                eos += [t for t in _as_int_list(configured, "eos_token_id") if t not in eos]
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
             eos.append(tokenizer.eos_token_id)
         if not eos:

@@ -96,7 +96,7 @@ def test_given_caption_ids_replace_the_experts_captions(model, tokenizer):
                              data_flag=3, return_info=True, caption_ids=captions)
     assert not calls
     assert info.caption_ids == captions and info.tokens_per_clip == [2, 6]
-    with pytest.raises(ValueError, match="caption_ids for 2 clips"):
+    with pytest.raises(ValueError, match=r"one list of expert token ids per clip \(2 clips\), got 1"):
         model.chat(tokenizer, video_pixels(8), video_question(8), GEN, num_patches_list=[1] * 8, data_flag=3,
                    caption_ids=captions[:1])
 
@@ -246,6 +246,19 @@ def test_clip_time_frequencies_must_be_a_natural_number(make_model, value):
         make_model(clip_time_frequencies=value)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("frames_per_clip", 2.5, "`frames_per_clip` must be an integer >= 1, got 2.5"),
+    ("num_frames", "16", "`num_frames` must be an integer >= 1, got '16'"),
+    ("pool_grid", True, "`pool_grid` must be an integer >= 1, got True"),
+    ("soft_token_layer", -1, "`soft_token_layer` must be an integer >= 0"),
+    ("vision_feature_layer", 50, r"must be in \[-3, 2\], got 50"),
+    ("vision_feature_layer", -4, r"must be in \[-3, 2\], got -4"),
+])
+def test_config_fields_are_validated_by_name(make_model, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_model(**{field: value})
+
+
 def test_text_only_chat_and_history(model, tokenizer):
     response, history, info = model.chat(tokenizer, None, "Hello?", GEN, return_history=True, return_info=True)
     assert isinstance(response, str) and info.visual_tokens == 0 and info.tokens_per_clip == []
@@ -255,6 +268,48 @@ def test_text_only_chat_and_history(model, tokenizer):
     _, history, info = model.chat(tokenizer, pixels, "And then?", GEN, history=history, num_patches_list=[2],
                                   return_history=True, return_info=True)
     assert len(history) == 2 and info.num_clips == 1
+
+
+@pytest.mark.parametrize("data_flag, placeholder", [(1, "<image>\n"), (3, "<video>\n")])
+def test_history_keeps_the_placeholder_added_on_the_first_turn(model, tokenizer, data_flag, placeholder):
+    pixels = video_pixels(4)
+    patches = [4] if data_flag == 1 else [1] * 4
+    _, history = model.chat(tokenizer, pixels, "What is it?", GEN, num_patches_list=patches, data_flag=data_flag,
+                            return_history=True)
+    assert history[0][0] == placeholder + "What is it?"
+    _, history, info = model.chat(tokenizer, pixels, "And then?", GEN, history=history, num_patches_list=patches,
+                                  data_flag=data_flag, return_history=True, return_info=True)
+    assert [q for q, _ in history] == [placeholder + "What is it?", "And then?"]
+    assert info.num_frames == 4
+
+
+def test_video_without_num_patches_list_is_one_tile_per_frame(model, tokenizer):
+    _, info = model.chat(tokenizer, video_pixels(8), "Describe.", GEN, data_flag=3, return_info=True)
+    _, explicit = model.chat(tokenizer, video_pixels(8), "Describe.", GEN, num_patches_list=[1] * 8, data_flag=3,
+                             return_info=True)
+    assert info.num_clips == explicit.num_clips == 2 and info.caption_ids == explicit.caption_ids
+
+
+def test_chat_takes_the_processors_outputs(model, tokenizer):
+    from tools.build_checkpoint import build_processor
+
+    processor = build_processor(model.config, tokenizer)
+    frames = torch.randint(0, 256, (8, 48, 64, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    inputs = processor(text=processor.frame_prompt(8) + "Describe.", videos=frames.numpy())
+    response, info = model.chat(tokenizer, inputs["pixel_values"], processor.frame_prompt(8) + "Describe.", GEN,
+                                num_patches_list=inputs["num_patches_list"], data_flag=inputs["data_flag"],
+                                return_info=True)
+    assert isinstance(response, str) and info.num_frames == 8 and info.num_clips == 2
+
+
+def test_chat_keeps_the_callers_eos_and_passes_other_settings_to_generate(model, tokenizer):
+    eos = tokenizer.convert_tokens_to_ids("a")
+    with mock.patch.object(model.language_model, "generate", wraps=model.language_model.generate) as generate:
+        model.chat(tokenizer, None, "Hi", dict(max_new_tokens=3, eos_token_id=eos))
+    config = generate.call_args.kwargs["generation_config"]
+    assert config.eos_token_id[0] == eos and set(model.generation_config.eos_token_id) <= set(config.eos_token_id)
+    with pytest.raises(ValueError, match="max_new_token"):  # a typo is named, not ignored
+        model.chat(tokenizer, None, "Hi", dict(max_new_token=3))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,6 +401,39 @@ def test_prompt_longer_than_context_fails_before_the_llm(make_model, tokenizer):
         with pytest.raises(ValueError, match="text \\+ visual tokens"):
             model.chat(tokenizer, video_pixels(8), "<video>\nWhat?", GEN, num_patches_list=[1] * 8, data_flag=3)
     assert not llm_calls
+
+
+@pytest.mark.parametrize("pixels, message", [
+    (video_pixels(1)[0], r"\[frames >= 1, 3, 64, 64\].*got \[3, 64, 64\]"),
+    (torch.zeros(1, 3, 32, 32), r"got \[1, 3, 32, 32\]"),
+    (torch.zeros(1, 1, 64, 64), r"got \[1, 1, 64, 64\]"),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "normalised floats"),
+    ([video_pixels(1)], "must be a torch.Tensor"),
+])
+def test_bad_pixel_values_are_named(model, tokenizer, pixels, message):
+    with pytest.raises(ValueError, match=message):
+        model.chat(tokenizer, pixels, "<image>\nWhat?", GEN, num_patches_list=[1])
+    if isinstance(pixels, torch.Tensor):
+        with pytest.raises(ValueError, match=message):
+            model.caption_clips(pixels, [[1]], 1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, t: m.batch_chat(t, video_pixels(2), ["<image>\nA?", "<image>\nB?"], GEN, num_patches_list=[1]),
+     r"`num_patches_list` has 1 entries for 2 questions"),
+    (lambda m, t: m.batch_chat(t, video_pixels(2), ["<image>\nA?", "<image>\nB?"], GEN, num_patches_list=[1, None]),
+     r"num_patches_list\[1\]"),
+    (lambda m, t: m.batch_chat(t, None, [], GEN), "non-empty list of strings"),
+    (lambda m, t: m.batch_chat(t, None, ["A?"], GEN, history=[("q", "a")]), "History 0 must be a list of"),
+    (lambda m, t: m.batch_chat(t, None, ["A?", "B?"], dict(num_return_sequences=2, num_beams=2)),
+     "num_return_sequences=2"),
+    (lambda m, t: m.chat(t, None, "A?", dict(return_dict_in_generate=True)), "return_dict_in_generate"),
+    (lambda m, t: m.chat(t, video_pixels(8), video_question(8), GEN, num_patches_list=[1] * 8, data_flag=3,
+                         caption_ids=[[1], [10**6]]), r"`caption_ids\[1\]` holds ids outside"),
+])
+def test_bad_chat_inputs_are_named(model, tokenizer, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(model, tokenizer)
 
 
 def test_tokenizer_without_matching_placeholders(model, tokenizer):
