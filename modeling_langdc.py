@@ -252,6 +252,7 @@ class ClipTimeEmbedding(nn.Module):
         self.bias = nn.Parameter(torch.zeros(hidden_size))
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
+        """`times` `[N]` relative clip times in (0, 1) -> `[N, D_llm]` vectors, in the weight's dtype."""
         angles = times.to(self.weight.dtype)[:, None] * self.frequencies.to(self.weight.dtype)
         return F.linear(torch.cat([angles.sin(), angles.cos()], dim=-1), self.weight, self.bias)
 
@@ -362,6 +363,9 @@ def normalize_data_flags(data_flag, batch_size: int) -> list[int]:
 # Model
 # ----------------------------------------------------------------------------------------------------------------
 class LangDCPreTrainedModel(PreTrainedModel):
+    """Base class: the config class, the attention backends every tower supports, the modules `device_map` must not
+    split, and the weight initialisation of LangDC's own modules (projectors, clip time embedding)."""
+
     config_class = LangDCConfig
     base_model_prefix = ""
     main_input_name = "input_ids"
@@ -546,7 +550,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     # -- 2. vision tower -----------------------------------------------------------------------------------------
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Patch features of every tile/frame at `vision_feature_layer`: `[F, 3, H, W] -> [F, P, D_v]`.
+        """Patch features of every tile/frame at `vision_feature_layer`: `[F, 3, S, S] -> [F, P, D_v]`, with
+        `S = vision_config.image_size` and `P = patches_per_tile`.
 
         Tokens beyond the patch grid (CLIP's CLS) are dropped.
         """
@@ -1512,13 +1517,27 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     ):
         """Answer several questions in one batched pass: one vision call, one expert `generate`, one LLM `generate`.
 
-        `pixel_values` concatenates the tiles/frames of all samples in order; `num_patches_list` has one entry per
-        sample: a list of tiles per image/frame (a plain int means one image of that many tiles, as in InternVL).
-        `data_flag` is one flag or one per sample; `history` is None or one history per sample. Returns the list
-        of responses, plus the histories and/or the list of [`LangDCInfo`] as in [`chat`]. Two-encoder models also
-        take `video_pixel_values`, the same tiles/frames at the video encoder's size. `compressor`, `budget` and
-        `compressor_options` choose a training-free token compressor, and `caption_ids` replace the expert's
-        captions (one id list per clip of the batch), see [`generate`].
+        Args:
+            tokenizer: the LLM tokenizer, as in [`chat`].
+            pixel_values: `[ΣF, 3, S, S]` the tiles/frames of all samples concatenated in order (None: text only).
+            questions: one question per sample, placeholders as in [`chat`].
+            generation_config: LLM settings, shared by all samples.
+            num_patches_list: one entry per sample: a list of tiles per image/frame (a plain int means one image of
+                that many tiles, as in InternVL; `image_counts` is its deprecated alias).
+            data_flag: one flag for all samples or one per sample.
+            history: None, or one history (list of `(question, answer)` pairs, or None) per sample.
+            video_metadata: None, or one `VideoMetadata` (or None) per sample.
+            video_pixel_values: two-encoder models: the same tiles/frames at the video encoder's size.
+            compressor / budget / compressor_options / caption_ids: as in [`generate`]; `caption_ids` has one id
+                list per clip of the whole batch.
+
+        Returns:
+            The list of responses, plus the histories if `return_history`, plus the list of [`LangDCInfo`] if
+            `return_info`, in that order.
+
+        Raises:
+            ValueError: as [`chat`], and when `num_patches_list`, `history` or `video_metadata` does not have one
+                entry per question, or `questions` is empty.
         """
         if num_patches_list is None and "image_counts" in kwargs:
             num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias

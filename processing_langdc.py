@@ -15,6 +15,7 @@ Video decoding uses `decord` first and PyAV (`av`) as a fallback. Both are optio
 `try:` blocks, so the image path works without them.
 """
 
+import numbers
 import os
 import re
 from dataclasses import dataclass
@@ -81,9 +82,9 @@ def frame_prompt(num_frames: int) -> str:
     Raises:
         ValueError: if `num_frames` is not a positive integer.
     """
-    if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1:
+    if not isinstance(num_frames, numbers.Integral) or isinstance(num_frames, bool) or num_frames < 1:
         raise ValueError(f"`num_frames` must be a positive integer, got {num_frames!r}.")
-    return "".join(f"Frame{i + 1}: {IMAGE_TOKEN}\n" for i in range(num_frames))
+    return "".join(f"Frame{i + 1}: {IMAGE_TOKEN}\n" for i in range(int(num_frames)))
 
 
 # File signatures of still-image formats: such a file renamed `.mp4` is opened by FFmpeg as a 1-frame "video".
@@ -257,6 +258,13 @@ def _to_pil_image(image) -> Image.Image:
     Raises:
         ValueError: missing file, unreadable / non-image file, wrong array shape or dtype, unsupported type.
     """
+    image = _open_image(image)
+    if 0 in image.size:
+        raise ValueError(f"The image is empty ({image.size[0]}x{image.size[1]} pixels).")
+    return image
+
+
+def _open_image(image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, (str, os.PathLike)):
@@ -797,7 +805,8 @@ class LangDCImageProcessor(BaseImageProcessor):
 
     def load_image(self, image, max_num: int | None = None):
         """Tile one image with this processor's settings: float32 tensor `[n_tiles, 3, S, S]` (see `load_image`);
-        with a `video_image_size`, the pair `(pixel_values, video_pixel_values)`."""
+        with a `video_image_size`, the pair `(pixel_values, video_pixel_values)`. Raises `ValueError` as
+        `load_image` (missing, unreadable or empty image, bad array, bad tile counts)."""
         return load_image(
             image,
             input_size=self.image_size,
@@ -829,7 +838,8 @@ class LangDCImageProcessor(BaseImageProcessor):
         """Sample `num_segments` (default `num_frames`) frames of a video with this processor's tile size.
 
         Returns `(pixel_values [ΣT, 3, S, S], num_patches_list)`, then `video_pixel_values` when the processor has a
-        `video_image_size`, then the `VideoMetadata` if asked; see the module `load_video`.
+        `video_image_size`, then the `VideoMetadata` if asked; see the module `load_video`, whose `ValueError`s
+        (missing, corrupt or non-video file, bad `num_segments` or `bound`, unknown backend) it raises.
         """
         return load_video(
             video_path,
@@ -925,7 +935,7 @@ class LangDCProcessor(ProcessorMixin):
 
     def load_image(self, image, max_num: int | None = None):
         """Tile one image with the model's tile size: `[n_tiles, 3, S, S]`; for a two-encoder model the pair
-        `(pixel_values, video_pixel_values [n_tiles, 3, S_v, S_v])`."""
+        `(pixel_values, video_pixel_values [n_tiles, 3, S_v, S_v])`. Raises `ValueError` as `load_image`."""
         return self.image_processor.load_image(image, max_num=max_num)
 
     frame_prompt = staticmethod(frame_prompt)
@@ -934,7 +944,8 @@ class LangDCProcessor(ProcessorMixin):
         self, video_path, num_segments: int | None = None, bound=None, return_metadata: bool = False, **kwargs
     ):
         """Sample the model's frame count from a video: `(pixel_values [T, 3, S, S], num_patches_list)`, then
-        `video_pixel_values [T, 3, S_v, S_v]` for a two-encoder model, then the metadata if asked."""
+        `video_pixel_values [T, 3, S_v, S_v]` for a two-encoder model, then the metadata if asked. Raises
+        `ValueError` as the module `load_video`."""
         return self.image_processor.load_video(
             video_path, num_segments=num_segments, bound=bound, return_metadata=return_metadata, **kwargs
         )

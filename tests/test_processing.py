@@ -210,6 +210,9 @@ def test_load_image_errors(media, tmp_path):
         P.load_image(np.zeros((8, 8), dtype=np.uint8), input_size=S)
     with pytest.raises(ValueError, match="uint8"):
         P.load_image(np.zeros((8, 8, 3), dtype=np.float32), input_size=S)
+    for empty in ((0, 0, 3), (10, 0, 3)):
+        with pytest.raises(ValueError, match="The image is empty"):
+            P.load_image(np.zeros(empty, dtype=np.uint8), input_size=S)
     with pytest.raises(ValueError, match="max_num"):
         P.load_image(np.zeros((8, 8, 3), dtype=np.uint8), input_size=S, max_num=0)
     with pytest.raises(ValueError, match="min_num"):
@@ -383,6 +386,7 @@ def test_processor_single_and_multi_image(processor, chelsea):
 def test_frame_prompt_writes_one_numbered_line_per_frame(processor):
     assert P.frame_prompt(3) == "Frame1: <image>\nFrame2: <image>\nFrame3: <image>\n"
     assert processor.frame_prompt(2) == P.frame_prompt(2)  # reachable from AutoProcessor's remote class
+    assert P.frame_prompt(np.int64(2)) == P.frame_prompt(2)  # e.g. len() of an array, or a numpy count
     for bad in (0, -1, 2.0, True, None):
         with pytest.raises(ValueError, match="`num_frames` must be a positive integer"):
             P.frame_prompt(bad)
