@@ -2,10 +2,10 @@
 # Training on one GPU (train/RUNS.md "Run v7"). Run from the repo root. Two modes:
 #   STAGE2=CKPT bash train/recipe_gpu.sh   # stage 3 alone, from the stage-2 checkpoint CKPT, on TRAIN_VIDEOS videos
 #   bash train/recipe_gpu.sh               # stages 0 to 3 from SPEC (a wider model, tools/configs/synthvid_gpu.json)
-# Run v7, the root checkpoint: run v6's CPU stage 2 (exported bf16 to travel: python -m tools.export_checkpoint
-# runs/v6/stage2 gpu_init/v6-stage2), then on one H100 (6.5 min):
+# Run v7, the root's stage 3: run v6's CPU stage 2 (exported bf16 to travel: python -m tools.export_checkpoint
+# runs/v6/stage2 gpu_init/v6-stage2), then on one H100 (6.7 min):
 #   STAGE2=gpu_init/v6-stage2 ALIGN=0 bash train/recipe_gpu.sh
-# The full mode was only smoke-tested (2,000 videos, 50-150 steps per stage, on the H100); its default step counts
+# The full mode was only smoke-tested (2,000 videos, 40-150 steps per stage, on the H100); its default step counts
 # are sized from the speeds measured there to fit one 10-minute command with 12,000 videos, not yet run at that size.
 # Every count is an environment variable. RUNS receives one checkpoint folder per stage, EXPORT the bf16 export of
 # stage 3; the test split is built too (same seed: the same videos as data/synthvid's), for
