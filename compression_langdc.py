@@ -1,4 +1,4 @@
-"""Training-free visual-token compressors for LangDC and its no-expert baseline (the comparison zoo, DESIGN.md §8).
+"""Training-free visual-token compressors for LangDC and its no-expert baseline (the comparison zoo).
 
 One interface for every method, chosen at call time: `model.chat(..., compressor="divprune", budget=0.25)`.
 
@@ -12,8 +12,7 @@ One interface for every method, chosen at call time: `model.chat(..., compressor
 
 Methods (`COMPRESSORS`; sources in each class): `pool` (fixed average pooling), `divprune`, `visionzip`, `fastervlm`,
 `dycoke` (temporal token merging + decode-time KV pruning), `holitom` (outer temporal stage, optional inner merge),
-`fastv` (inner pruning at layer K). The specification with the pitfalls of each reference repository is
-research/compressors.md. Rules shared by all methods:
+`fastv` (inner pruning at layer K). Rules shared by all methods:
 
 - `budget=1.0` keeps every token: pre-LLM methods return their input unchanged, inner methods keep every visual token,
   so the logits equal the uncompressed model's exactly.
@@ -26,7 +25,7 @@ research/compressors.md. Rules shared by all methods:
 import contextlib
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -336,9 +335,10 @@ class DyCokeCompressor(TokenCompressor):
     Decode-time KV pruning (inner): at every decode step the new token's attention row at layer `kv_layer - 1`
     (mean over heads, from `last_query_attention` on the cached keys) ranks the visual tokens; layers `>= kv_layer`
     attend only to the top `round(M'(1 - kv_prune))` of them. The selection is recomputed when the row's cosine to
-    the previous row is below 0.9, else the previous selection is reused (the reference instead runs that step
-    unpruned, research/compressors.md §1). The full cache is kept and pruning is an attention mask, equivalent to
-    the reference's gather-on-read. Options `kv_layer` (3), `kv_prune` (0.7; 0 disables it).
+    the previous row is below 0.9, else the previous selection is reused (the reference
+    `PrunableDynamicCache.dycoke_pruning` instead runs that step unpruned). The full cache is kept and pruning is
+    an attention mask, equivalent to the reference's gather-on-read. Options `kv_layer` (3), `kv_prune` (0.7; 0
+    disables it).
 
     Budget rounding: see `dycoke_keep_per_frame`; realised `ceil(T/4) * N + (T - ceil(T/4)) * keep`, within
     `(T - ceil(T/4)) / 2` tokens of `budget * T * N`.

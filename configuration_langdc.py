@@ -25,7 +25,8 @@ PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
 BLOCK_LAYOUTS = ("per_clip", "pool_then_captions")
 EXPERT_CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 DEFAULT_SYSTEM_MESSAGE = "You are a helpful AI assistant."
-# The expert sees one clip at the `<image>` placeholder (research/langdc.md §2.1, item 4).
+# The expert sees one clip at the `<image>` placeholder (official expert prompt, `NIneeeeeem/LangDC`
+# `eval/videomme/inference/infer.py`).
 DEFAULT_EXPERT_PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n<|im_start|>user\n<image>\n"
     "Please provide a brief description of the video clip, focusing on the main subjects, their actions and "
@@ -76,7 +77,7 @@ class LangDCConfig(PreTrainedConfig):
         video_expert_pool_grid / video_pool_grid (`int`, defaults to 8 / 4):
             Grid side each video-encoder frame is pooled to for the expert / the pool branch (two-encoder layout).
             A clip's expert input is `[context tokens of its frames | video tokens of its frames]`; its pool
-            tokens are `[context pool | video pool]` (research/langdc.md §2.2, §2.3).
+            tokens are `[context pool | video pool]` (official `arch.py` `project` / `video_project_pool`).
         max_caption_tokens (`int`, defaults to 128):
             Upper bound of soft caption tokens per clip (the expert's `max_new_tokens`).
         expert_cache_implementation (`str`, defaults to `"dynamic"`):
@@ -109,9 +110,9 @@ class LangDCConfig(PreTrainedConfig):
             for j < F (`ClipTimeEmbedding` in the modeling file; an extension, not in the paper or the official
             code). Image tiles get none.
         official_soft_token_compat (`bool`, defaults to `False`):
-            Reproduce the official inference off-by-one (research/langdc.md §2.2, §7.4): the vector of the last
-            prompt token comes first and the longest caption of each sample loses its last vector. Only for
-            `soft_token_layer=0`.
+            Reproduce the official inference off-by-one (`NIneeeeeem/LangDC` `arch.py`
+            `prepare_inputs_labels_for_vqa_dualbranch`): the vector of the last prompt token comes first and the
+            longest caption of each sample loses its last vector. Only for `soft_token_layer=0`.
         image_token_id / video_token_id (`int`, *optional*):
             LLM token ids of the `<image>` and `<video>` placeholders.
         system_message (`str`):

@@ -1,4 +1,4 @@
-"""Analytic FLOP counts for decoder-only LMs (DESIGN.md §7, research/eval.md §3).
+"""Analytic FLOP counts for decoder-only LMs (exact GQA/SwiGLU closed form; FastV convention, arXiv 2403.06764).
 
 All counts are multiply-adds x 2 (FLOPs, not MACs) for one sequence, batch 1. They take a transformers
 `Qwen2Config`/`LlamaConfig`-like object with `hidden_size`, `intermediate_size`, `num_hidden_layers`,

@@ -1,12 +1,12 @@
 """LangDC: a video LLM whose lightweight language expert compresses each clip into soft caption tokens.
 
 Method: "Seeing More, Saying More: Lightweight Language Experts are Dynamic Video Token Compressors"
-(arXiv 2509.00969), official code `NIneeeeeem/LangDC` (research/langdc.md). The expert *describes* each clip;
+(arXiv 2509.00969), official code `NIneeeeeem/LangDC`. The expert *describes* each clip;
 the vectors of exactly the generated caption tokens (EOS excluded) become that clip's tokens in the LLM, so a
 busy clip gets many tokens and a static clip few. The chat API follows PVC/InternVL (`chat`, `batch_chat`,
 `data_flag`, `num_patches_list`).
 
-Data flow (DESIGN.md §3), for a batch of samples:
+Data flow, for a batch of samples:
   1. all tiles/frames of all samples -> vision tower, one call -> patch features `[F, P, D_v]`;
   2. expert branch: `expert_projector` -> avg-pool to `expert_pool_grid` -> one clip = its tiles/frames;
      all clips of all samples are captioned in ONE batched expert `generate` (greedy, explicit EOS ids);
@@ -73,7 +73,7 @@ class LangDCInfo:
         num_frames / num_clips: tiles or frames encoded, clips captioned.
         repeated_frames: frames that repeat an earlier frame index because the video was shorter than the
             requested frame count (from the `video_metadata` given to `chat`; 0 when unknown).
-        llm_prefill_flops: exact LLM prefill FLOPs of the prompt (DESIGN §7, `flops_langdc.decoder_prefill_flops`).
+        llm_prefill_flops: exact LLM prefill FLOPs of the prompt (`flops_langdc.decoder_prefill_flops`).
         llm_prefill_flops_fastv: the same in the FastV/DyCoke convention `L(4nd^2 + 2n^2d + 2ndm)`.
         expert_flops: expert prefill + caption decode FLOPs of this sample's clips (exact formula).
         timings: seconds of the whole batched call (shared by its samples): `vision`, `expert`, `compressor`
@@ -208,7 +208,7 @@ def build_projector(projector_type: str, in_dim: int, out_dim: int) -> nn.Module
     """`linear`: `Linear(in, out)`; `mlp2x_gelu`: `Linear(in, out) -> GELU -> Linear(out, out)`.
 
     The module layout (bare `weight`/`bias`, or `0.*`/`2.*`) matches the official LangDC/LLaVA projector keys
-    (research/langdc.md §1). Raises `ValueError` for an unknown type.
+    (official `langdc/model/multimodal_projector/builder.py`). Raises `ValueError` for an unknown type.
     """
     if projector_type == "linear":
         return nn.Linear(in_dim, out_dim)
@@ -220,7 +220,7 @@ def build_projector(projector_type: str, in_dim: int, out_dim: int) -> nn.Module
 def pool_patch_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
     """Adaptive average pooling of each tile's square patch grid: `[n, P, D] -> [n, grid*grid, D]`.
 
-    Same operation as the official `apply_adaptive_avg_pooling` (research/langdc.md §1), applied after projection.
+    Same operation as the official `apply_adaptive_avg_pooling` (`langdc/model/arch.py`), applied after projection.
 
     Raises:
         ValueError: if `P` is not a perfect square.
@@ -537,7 +537,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         """Block order for the clips of one placeholder, following `block_layout` and `use_pool_branch`.
 
         `per_clip`: `[pool_k | video_pool_k | caption_k]` per clip. `pool_then_captions`: `[pool of all clips |
-        video pool of all clips | captions of all clips]`, the official sequence (research/langdc.md §2.3).
+        video pool of all clips | captions of all clips]`, the official sequence
+        (`arch.py` `prepare_inputs_labels_for_vqa_dualbranch`).
         """
         kinds = [POOL] if self.config.use_pool_branch else []
         if self.config.use_pool_branch and self.config.video_config is not None:
@@ -563,10 +564,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     def get_video_features(self, video_pixel_values: torch.Tensor, plan: _MediaPlan) -> torch.Tensor:
         """Video-encoder patch features of every frame/tile: `[F, 3, H_v, W_v] -> [F, P_v, D_video]` (cls dropped).
 
-        The frames of a video clip form one InternVideo2 chunk (official `encode_videos_frames`, research/langdc.md
-        §2.2); a clip shorter than the chunk is padded by repeating its last frame and only its own frames are kept.
-        Image tiles are encoded one by one as single images (T = 1, `img_pos_embed`, research/langdc.md §4). All
-        chunks go through the encoder in one call, all image tiles in another.
+        The frames of a video clip form one InternVideo2 chunk (official `encode_videos_frames` in `arch.py`); a clip
+        shorter than the chunk is padded by repeating its last frame and only its own frames are kept. Image tiles
+        are encoded one by one as single images (T = 1, `img_pos_embed`, as the official `encode_videos_frames`
+        single-frame path). All chunks go through the encoder in one call, all image tiles in another.
         """
         chunk_frames = self.config.video_config.num_frames
         chunks, chunk_clips, image_tiles = [], [], []
@@ -647,7 +648,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         """Left-padded expert prompts `[N_clips, L, D_e]` (prefix | clip tokens | suffix) and their mask.
 
         A clip's tokens are its tiles'/frames' pooled vision tokens, followed by their pooled video tokens when
-        the model has a video encoder (official `project(..., "video")`: context first, research/langdc.md §2.2).
+        the model has a video encoder (official `project(..., "video")`: context first).
         """
         config = self.config
         if config.expert_prompt_prefix_ids is None or config.expert_prompt_suffix_ids is None:
@@ -674,7 +675,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
     def _expert_generation_config(self, use_cache: bool) -> GenerationConfig:
         """Greedy decoding with explicit EOS ids: never inherit the expert checkpoint's sampling defaults
-        (research/langdc.md §7.6)."""
+        (the official code sets none, so its expert's `generation_config.json` decides)."""
         config = self.config
         eos = config.expert_eos_token_ids
         if not eos:
@@ -713,7 +714,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     def _official_compat_ids(
         self, captions: list[list[int]], stop_ids: list[int | None], clip_sample: list[int]
     ) -> list[list[int]]:
-        """Ids whose embeddings the official inference code keeps (research/langdc.md §2.2, §7.4).
+        """Ids whose embeddings the official inference code keeps (`prepare_inputs_labels_for_vqa_dualbranch`).
 
         The official code batches the clips of one video, stacks the layer-0 vector of the token fed at every
         decoding step (the last prompt token, then each generated token but the last of the batch), and cuts each
@@ -786,7 +787,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         video_pixel_values: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Caption cross-entropy of the expert on ground-truth clip captions (training stage II, research/langdc.md §3).
+        """Caption cross-entropy of the expert on ground-truth clip captions (training stage II,
+        official `language_model/qwen_cap.py` `VideoQwenCapForCausalLM`).
 
         Args:
             pixel_values: `[F, 3, H, W]` tiles/frames of all samples.
@@ -1230,8 +1232,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             num_patches_list: per sample, tiles per image (data_flag 1/2) or per frame (data_flag 3).
             data_flag: per-sample flags (int, list or LongTensor); default 1.
             caption_ids: ground-truth expert captions, one id list per clip (EOS excluded), as in the official
-                training path (research/langdc.md §3): their vectors become the soft tokens. `None`: the expert
-                generates them (no gradient through generation). Ignored by a model without an expert.
+                training path (`prepare_inputs_labels_for_vqa_dualbranch`): their vectors become the soft tokens.
+                `None`: the expert generates them (no gradient through generation). Ignored by a model without an
+                expert.
             labels: `[B, L]` targets aligned with `input_ids` (`-100` = ignored); visual positions are ignored.
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames/tiles at the video encoder's size (two-encoder
                 models only; the processor returns them).

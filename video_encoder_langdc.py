@@ -1,8 +1,8 @@
 """InternVideo2 video encoder for LangDC's two-encoder (official release) layout.
 
 The official LangDC encodes every 4-frame clip with InternVideo2-Stage2_1B-224p-f4 and takes the output of the
-penultimate block, without a final norm (research/langdc.md §1, §2.2; reference code
-`langdc/model/internvideo/internvideo2.py` of `NIneeeeeem/LangDC`, after OpenGVLab InternVideo2). This file
+penultimate block, without a final norm (`x_vis_return_idx=-2` in `langdc/model/internvideo/utils.py`; reference
+code `langdc/model/internvideo/internvideo2.py` of `NIneeeeeem/LangDC`, after OpenGVLab InternVideo2). This file
 re-implements the parts that inference uses, in transformers style:
 
 - `patch_embed.proj`: a 3D convolution over `[tubelet_size, patch, patch]` (tubelet 1: every frame of the chunk is

@@ -12,7 +12,6 @@ import argparse
 import filecmp
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
