@@ -21,9 +21,9 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid.captions import caption_event_count
 from synthvid.files import write_atomic, write_text_atomic
-from synthvid.questions import LETTERS
-from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
-                        video_prefix)
+from synthvid.questions import LETTERS, format_answer
+from train.data import (IGNORE_INDEX, QUESTION_FORMATS, VIDEO_PROMPTS, chat_example, clip_caption_ids,
+                        multiple_choice_prompt, pad_chat_batch, read_split, video_prefix)
 
 ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
 
@@ -45,6 +45,37 @@ def named_option(response: str, options: list[str]) -> int | None:
     return options.index(text) if text in options else None
 
 
+@torch.no_grad()
+def option_log_likelihoods(model, tokenizer, features: torch.Tensor, num_patches: list[int], prompt: str,
+                           question: dict, caption_ids: list[list[int]]) -> list[float]:
+    """Log-likelihood (nats) of each option's full answer after the chat prompt, as training writes it
+    (`format_answer`, "red circle (B)", then the end of turn), with the visual tokens of the greedy answer: the
+    vision features `[F, P, D_v]` of the video's frames and its clips' `caption_ids`.
+
+    The option ranked first is the model's preference over whole answers, free of greedy decoding's token-by-token
+    commitment (an answer that starts with a colour of the options and ends with a shape of the video names no
+    option); the log-likelihood multiple-choice score of lmms-eval's `multiple_choice` tasks. A diagnostic: the
+    reported accuracy stays the greedy answer's letter (MVBench).
+    """
+    rows, answer_lengths = [], []
+    for index, option in enumerate(question["options"]):
+        answer = format_answer({**question, "answer": index, "answer_text": option})
+        ids, labels = chat_example(tokenizer, model.config.system_message, prompt, answer)
+        rows.append((ids, labels))
+        answer_lengths.append(sum(label != IGNORE_INDEX for label in labels))
+    batch = pad_chat_batch(rows, tokenizer.pad_token_id)
+    count = len(rows)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   image_features=features.repeat(count, 1, 1), num_patches_list=[num_patches] * count,
+                   data_flag=3, caption_ids=caption_ids * count).logits.float().log_softmax(-1)
+    scores = []
+    for row, ((ids, _), length) in enumerate(zip(rows, answer_lengths)):
+        # the spliced batch is left-padded, so each answer is its row's last `length` tokens
+        targets = torch.tensor(ids[-length:], device=logits.device)
+        scores.append(logits[row, -length - 1 : -1].gather(-1, targets[:, None]).sum().item())
+    return scores
+
+
 def samples(records, max_videos: int | None):
     for record in records[:max_videos]:
         for question in record["questions"]:
@@ -53,14 +84,15 @@ def samples(records, max_videos: int | None):
 
 def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
              max_new_tokens: int = 12, ground_truth_captions: bool = False, prompt: str = "video",
-             question_format: str = "langdc") -> dict:
+             question_format: str = "langdc", option_likelihood: bool = False) -> dict:
     """Run every multiple-choice question of `split` and collect per-question and per-video results.
 
     `ground_truth_captions`: the LLM reads the ground-truth clip captions instead of the expert's (the
     oracle-expert ablation: what the LLM side achieves with perfect captions). `prompt`: the video as one
     `<video>` ("video") or one `Frame{i}: <image>` line per frame ("frames", the PVC form; `train.data.video_prefix`).
     `question_format`: ours ("langdc") or lmms-eval's MVBench prompt ("lmms-mvbench";
-    `train.data.multiple_choice_prompt`).
+    `train.data.multiple_choice_prompt`). `option_likelihood`: also rank the four full answers by their
+    log-likelihood (`option_log_likelihoods`), per question `likelihood_choice`.
     """
     records = read_split(data_dir, split)
     pixel_cache = {}
@@ -70,12 +102,14 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
     caption_tokenizer = model.get_expert_tokenizer(tokenizer)
     for start in tqdm(range(0, len(pending), batch_size), desc=f"evaluating {split}"):
         batch = pending[start : start + batch_size]
-        pixels, patches = [], []
+        pixels, patches, features_of = [], [], {}
         for record, _ in batch:
             if record["id"] not in pixel_cache:
                 pixel_cache.clear()  # questions of one video are consecutive
-                pixel_cache[record["id"]] = processor.load_video(str(data_dir / record["video"]))
-            values, num_patches = pixel_cache[record["id"]]
+                values, num_patches = processor.load_video(str(data_dir / record["video"]))
+                features = model.get_image_features(values.to(model.dtype)) if option_likelihood else None
+                pixel_cache[record["id"]] = values, num_patches, features
+            values, num_patches, features_of[record["id"]] = pixel_cache[record["id"]]
             pixels.append(values)
             patches.append(num_patches)
         prompts = [video_prefix(prompt, len(frames)) + multiple_choice_prompt(q, question_format)
@@ -87,13 +121,20 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             tokenizer, torch.cat(pixels).to(model.dtype), prompts, generation, num_patches_list=patches,
             data_flag=3, return_info=True, caption_ids=captions,
         )
-        for (record, question), response, info in zip(batch, responses, infos):
+        for (record, question), prompt_text, num_patches, response, info in zip(batch, prompts, patches, responses,
+                                                                              infos):
             predicted, named = parse_letter(response), named_option(response, question["options"])
-            questions.append({
+            row = {
                 "video": record["id"], "task": question["task"], "unseen": bool(record.get("unseen")),
                 "answer": question["answer"], "predicted": predicted, "correct": predicted == question["answer"],
                 "named": named, "named_correct": named == question["answer"], "response": response,
-            })
+            }
+            if option_likelihood:
+                scores = option_log_likelihoods(model, tokenizer, features_of[record["id"]], num_patches, prompt_text,
+                                                question, info.caption_ids)
+                choice = max(range(len(scores)), key=scores.__getitem__)
+                row.update(likelihood_choice=choice, likelihood_correct=choice == question["answer"])
+            questions.append(row)
             videos[record["id"]] = {
                 "tokens_per_clip": info.tokens_per_clip, "events_per_clip": record["clip_event_counts"],
                 "visual_tokens": info.visual_tokens, "full_visual_tokens": info.full_visual_tokens,
@@ -150,6 +191,11 @@ def summarize(results: dict) -> dict:
             "per_task": {task: accuracy(rows, "named_correct") for task, rows in sorted(per_task.items())},
             "letter_agrees": accuracy(  # among answers naming an option: the letter is that option's
                 ({"agrees": r["predicted"] == r["named"]} for r in questions if r["named"] is not None), "agrees"),
+        },
+        "option_likelihood": None if "likelihood_correct" not in questions[0] else {  # `option_log_likelihoods`
+            "overall": accuracy(questions, "likelihood_correct"),
+            "unseen": accuracy((r for r in questions if r["unseen"]), "likelihood_correct"),
+            "per_task": {task: accuracy(rows, "likelihood_correct") for task, rows in sorted(per_task.items())},
         },
         "videos": len(videos),
         "mean_soft_tokens_per_clip": sum(tokens) / len(tokens),
@@ -244,6 +290,9 @@ def main(argv=None) -> None:
     parser.add_argument("--question-format", default="langdc", choices=QUESTION_FORMATS,
                         help="multiple-choice prompt: ours, or lmms-eval's MVBench prompt "
                              "(train.data.multiple_choice_prompt)")
+    parser.add_argument("--option-likelihood", action="store_true",
+                        help="also rank the four full answers by log-likelihood (a diagnostic beside the greedy "
+                             "answer's letter; eval.evaluate.option_log_likelihoods)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), trust_remote_code=True).eval()
@@ -251,7 +300,7 @@ def main(argv=None) -> None:
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos,
                        ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
-                       question_format=args.question_format)
+                       question_format=args.question_format, option_likelihood=args.option_likelihood)
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
                    ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
@@ -267,6 +316,10 @@ def main(argv=None) -> None:
     named = summary["named_option"]
     print(f"named option: {named['overall']['accuracy']:.3f} (unseen {named['unseen']['accuracy'] or 0:.3f}); "
           f"letter agrees with the named option: {named['letter_agrees']['accuracy'] or 0:.3f}")
+    if summary["option_likelihood"] is not None:
+        likelihood = summary["option_likelihood"]
+        print(f"option ranked first by log-likelihood: {likelihood['overall']['accuracy']:.3f} "
+              f"(unseen {likelihood['unseen']['accuracy'] or 0:.3f})")
     if summary["lmms_eval_mvbench_scorer"] is not None:
         print(f"accuracy as lmms-eval's MVBench scorer reads the letters: "
               f"{summary['lmms_eval_mvbench_scorer']['accuracy']:.3f}")

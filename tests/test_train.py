@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from tests.conftest import build_micro_synthvid
 from tools.remote_code import REPO_ROOT
@@ -323,6 +323,40 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     assert summary["caption_sentences"]["all"]["recall"] == 1.0
     assert all(score["recall"] in (1.0, None) for score in summary["caption_event_kinds"].values())
     assert summary["spearman_events_vs_caption_events"] == pytest.approx(1.0)  # true captions state every event
+    assert summary["option_likelihood"] is None
+
+
+def test_option_log_likelihoods_are_each_full_answers_log_probability(stages, micro_data, tmp_path):
+    from eval.evaluate import main as evaluate, option_log_likelihoods
+    from synthvid.questions import format_answer
+    from train.data import chat_example, read_split, video_prefix
+
+    model = AutoModel.from_pretrained(stages[3], trust_remote_code=True, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(stages[3], trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(stages[3], trust_remote_code=True)
+    record = read_split(micro_data, "test")[0]
+    question = record["questions"][0]
+    values, patches = processor.load_video(str(micro_data / record["video"]))
+    prompt = video_prefix("video", len(patches)) + "Which?"
+    captions = model.caption_clips(values, [patches], 3)
+    scores = option_log_likelihoods(model, tokenizer, model.get_image_features(values), patches, prompt, question,
+                                    captions)
+    for index, option in enumerate(question["options"]):  # one unpadded row at a time, through the loss
+        ids, labels = chat_example(tokenizer, model.config.system_message, prompt,
+                                   format_answer({**question, "answer": index, "answer_text": option}))
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), pixel_values=values,
+                         num_patches_list=[patches], data_flag=3, caption_ids=captions).loss
+        answer_tokens = sum(label != -100 for label in labels)
+        assert scores[index] == pytest.approx(-loss.item() * answer_tokens, rel=1e-4, abs=1e-3)
+
+    evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(tmp_path),
+              "--dtype", "float32", "--batch-size", "4", "--option-likelihood"])
+    summary = json.loads((tmp_path / "test_summary.json").read_text())
+    questions = json.loads((tmp_path / "test_details.json").read_text())["questions"]
+    likelihood = summary["option_likelihood"]["overall"]
+    assert likelihood["accuracy"] == sum(q["likelihood_correct"] for q in questions) / len(questions)
+    assert all(q["likelihood_choice"] in range(4) for q in questions)
 
 
 def test_spearman_is_nan_for_a_constant_side():
