@@ -84,7 +84,7 @@ def samples(records, max_videos: int | None):
 
 def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
              max_new_tokens: int = 12, ground_truth_captions: bool = False, prompt: str = "video",
-             question_format: str = "langdc", option_likelihood: bool = False) -> dict:
+             question_format: str = "langdc", option_likelihood: bool = False, num_beams: int = 1) -> dict:
     """Run every multiple-choice question of `split` and collect per-question and per-video results.
 
     `ground_truth_captions`: the LLM reads the ground-truth clip captions instead of the expert's (the
@@ -92,13 +92,14 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
     `<video>` ("video") or one `Frame{i}: <image>` line per frame ("frames", the PVC form; `train.data.video_prefix`).
     `question_format`: ours ("langdc") or lmms-eval's MVBench prompt ("lmms-mvbench";
     `train.data.multiple_choice_prompt`). `option_likelihood`: also rank the four full answers by their
-    log-likelihood (`option_log_likelihoods`), per question `likelihood_choice`.
+    log-likelihood (`option_log_likelihoods`), per question `likelihood_choice`. `num_beams`: beam search instead
+    of greedy decoding (1, MVBench's and lmms-eval's setting).
     """
     records = read_split(data_dir, split)
     pixel_cache = {}
     questions, videos = [], {}
     pending = list(samples(records, max_videos))
-    generation = dict(max_new_tokens=max_new_tokens, do_sample=False)
+    generation = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams)
     caption_tokenizer = model.get_expert_tokenizer(tokenizer)
     for start in tqdm(range(0, len(pending), batch_size), desc=f"evaluating {split}"):
         batch = pending[start : start + batch_size]
@@ -290,6 +291,8 @@ def main(argv=None) -> None:
     parser.add_argument("--question-format", default="langdc", choices=QUESTION_FORMATS,
                         help="multiple-choice prompt: ours, or lmms-eval's MVBench prompt "
                              "(train.data.multiple_choice_prompt)")
+    parser.add_argument("--num-beams", type=int, default=1,
+                        help="beam search for the answers (default 1: greedy, as MVBench and lmms-eval decode)")
     parser.add_argument("--option-likelihood", action="store_true",
                         help="also rank the four full answers by log-likelihood (a diagnostic beside the greedy "
                              "answer's letter; eval.evaluate.option_log_likelihoods)")
@@ -300,11 +303,12 @@ def main(argv=None) -> None:
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos,
                        ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
-                       question_format=args.question_format, option_likelihood=args.option_likelihood)
+                       question_format=args.question_format, option_likelihood=args.option_likelihood,
+                       num_beams=args.num_beams)
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
                    ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
-                   question_format=args.question_format, wall_seconds=time.perf_counter() - started)
+                   question_format=args.question_format, num_beams=args.num_beams, wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.output / f"{args.split}_summary.json")
     write_json(results, args.output / f"{args.split}_details.json")

@@ -351,8 +351,9 @@ def test_option_log_likelihoods_are_each_full_answers_log_probability(stages, mi
         assert scores[index] == pytest.approx(-loss.item() * answer_tokens, rel=1e-4, abs=1e-3)
 
     evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(tmp_path),
-              "--dtype", "float32", "--batch-size", "4", "--option-likelihood"])
+              "--dtype", "float32", "--batch-size", "4", "--option-likelihood", "--num-beams", "2"])
     summary = json.loads((tmp_path / "test_summary.json").read_text())
+    assert summary["num_beams"] == 2
     questions = json.loads((tmp_path / "test_details.json").read_text())["questions"]
     likelihood = summary["option_likelihood"]["overall"]
     assert likelihood["accuracy"] == sum(q["likelihood_correct"] for q in questions) / len(questions)
