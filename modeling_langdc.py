@@ -304,7 +304,9 @@ def check_pixel_values(pixel_values, name: str, vision_config) -> None:
     """
     hint = "use processor.load_image / load_video, or processor(images=..., videos=...)"
     if not isinstance(pixel_values, torch.Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor [frames, 3, H, W] ({hint}), got {type(pixel_values).__name__}.")
+        raise ValueError(
+            f"`{name}` must be a torch.Tensor [frames, 3, H, W] ({hint}), got {type(pixel_values).__name__}."
+        )
     channels, size = getattr(vision_config, "num_channels", 3), vision_config.image_size
     expected = (channels, size, size)
     if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected or pixel_values.shape[0] == 0:
@@ -962,14 +964,18 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         """Given captions as lists of ints: one per clip, every id in the expert's vocabulary. Raises `ValueError`."""
         if isinstance(caption_ids, (str, torch.Tensor)) or len(caption_ids) != num_clips:
             count = len(caption_ids) if isinstance(caption_ids, (list, tuple)) else type(caption_ids).__name__
-            raise ValueError(f"`caption_ids` needs one list of expert token ids per clip ({num_clips} clips), got {count}.")
+            raise ValueError(
+                f"`caption_ids` needs one list of expert token ids per clip ({num_clips} clips), got {count}."
+            )
         vocab = self.expert.get_input_embeddings().num_embeddings
         checked = []
         for clip, ids in enumerate(caption_ids):
             ids = _as_int_list(ids, f"caption_ids[{clip}]")
             bad = [t for t in ids if not 0 <= t < vocab]
             if bad:
-                raise ValueError(f"`caption_ids[{clip}]` holds ids outside the expert's vocabulary [0, {vocab}): {bad[:5]}.")
+                raise ValueError(
+                    f"`caption_ids[{clip}]` holds ids outside the expert's vocabulary [0, {vocab}): {bad[:5]}."
+                )
             checked.append(ids)
         return checked
 
@@ -1484,7 +1490,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             [question],
             generation_config,
             None if num_patches_list is None else [_one_sample_patches(num_patches_list)],
-            [data_flag] if isinstance(data_flag, int) else data_flag,
+            data_flag if data_flag is None or isinstance(data_flag, (list, tuple, torch.Tensor)) else [data_flag],
             [history],
             [video_metadata],
             verbose,

@@ -308,7 +308,8 @@ def main(argv=None) -> None:
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
                    ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
-                   question_format=args.question_format, num_beams=args.num_beams, wall_seconds=time.perf_counter() - started)
+                   question_format=args.question_format, num_beams=args.num_beams,
+                   wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.output / f"{args.split}_summary.json")
     write_json(results, args.output / f"{args.split}_details.json")
