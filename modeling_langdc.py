@@ -44,12 +44,12 @@ from transformers.utils import logging
 from .compression_langdc import VisualTokens, get_compressor, received_attention
 from .configuration_langdc import LangDCConfig
 from .flops_langdc import decoder_decode_flops, decoder_prefill_flops, decoder_prefill_flops_fastv
+from .processing_langdc import DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_TEXT, DATA_FLAG_VIDEO
 from .video_encoder_langdc import InternVideo2Model
 
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
-DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO = 0, 1, 2, 3
 DATA_FLAGS = (DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO)
 POOL, VIDEO_POOL, CAPTION = "pool", "video_pool", "caption"
 

@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
-# the `data_flag` values of the checkpoint's `batch_chat` (PVC's convention; modeling_langdc.DATA_FLAG_*), restated:
+# the `data_flag` values of the checkpoint's `batch_chat` (PVC's convention; processing_langdc.DATA_FLAG_*), restated:
 # the plug-in imports no remote code of its own, only what `from_pretrained` loads
 DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO = 0, 1, 2, 3
 GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
