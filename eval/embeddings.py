@@ -5,7 +5,7 @@
 With `soft_token_layer=0` a clip's soft caption tokens are the caption projector applied to the expert's input
 embeddings of its caption tokens (research/langdc.md §2.2). Words whose expert embeddings are nearly the same
 vector reach the LLM as nearly the same soft token, whatever the caption says, so the LLM cannot read them apart
-even from ground-truth captions. For each group of synthvid words (directions, colours, shapes), this reports the
+even from ground-truth captions. For each group of synthvid words (directions, grows/shrinks, colours, shapes), this reports the
 mean cosine similarity over the group's pairs of: the expert's input embeddings, their projections (the soft
 tokens), and the LLM's own input embeddings (what the words give as text). A word of several tokens is the mean
 of its tokens' vectors. Writes `OUTPUT/embeddings.json` when `--output` is given.
@@ -15,20 +15,13 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from eval.evaluate import report_result
-from synthvid import COLORS, DIRECTIONS, SHAPES
+from synthvid import COLORS, SHAPES
+from train.stages import COLLAPSED_WORD_GROUPS, mean_pairwise_cosine
 
-WORD_GROUPS = {"directions": tuple(DIRECTIONS), "colors": tuple(COLORS), "shapes": SHAPES}
-
-
-def mean_pairwise_cosine(vectors: torch.Tensor) -> float:
-    """Mean cosine similarity over the distinct pairs of the rows of `vectors [N, D]` (N >= 2)."""
-    similarity = F.cosine_similarity(vectors[:, None], vectors[None], dim=-1)
-    n = len(vectors)
-    return ((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))).item()
+WORD_GROUPS = {**COLLAPSED_WORD_GROUPS, "colors": tuple(COLORS), "shapes": SHAPES}
 
 
 @torch.no_grad()

@@ -818,6 +818,69 @@ def test_untie_expert_embeddings_copies_them_and_survives_reload(stages, micro_d
              "--max-steps", "1", "--untie-expert-embeddings"])
 
 
+def test_spread_expert_embeddings_scales_apart_collapsed_words(stages):
+    from train.stages import mean_pairwise_cosine, spread_expert_embeddings, untie_expert_embeddings
+
+    model = _load(stages[2])
+    with pytest.raises(ValueError, match="untied"):
+        spread_expert_embeddings(model, {"g": [5, 6]}, 0.4)
+    untie_expert_embeddings(model)
+    weight, output = model.expert.get_input_embeddings().weight, model.expert.get_output_embeddings().weight
+    logits_before = output.detach().clone()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a collapsed group (cosine near 1) and a spread one (orthogonal rows)
+        weight[[5, 6, 7]] = torch.randn(weight.shape[1], generator=generator) + 0.05 * torch.randn(
+            3, weight.shape[1], generator=generator)
+        weight[[8, 9]] = 3.0 * torch.eye(2, weight.shape[1])
+    collapsed_mean, spread_rows = weight[[5, 6, 7]].mean(0).detach().clone(), weight[[8, 9]].detach().clone()
+    report = spread_expert_embeddings(model, {"collapsed": [5, 6, 7], "spread": [8, 9]}, 0.3)
+    assert report["collapsed"]["cosine_before"] > 0.99 and report["collapsed"]["scale"] > 1.0
+    assert mean_pairwise_cosine(weight[[5, 6, 7]]) == pytest.approx(0.3, abs=1e-4)
+    assert report["collapsed"]["cosine_after"] == pytest.approx(0.3, abs=1e-4)
+    torch.testing.assert_close(weight[[5, 6, 7]].mean(0), collapsed_mean)  # the common part is kept
+    assert report["spread"] == {"cosine_before": 0.0, "cosine_after": 0.0, "scale": 1.0}
+    assert torch.equal(weight[[8, 9]], spread_rows) and torch.equal(output, logits_before)
+    for groups, target, match in (({"g": [5, 5]}, 0.3, "distinct"), ({"g": [5]}, 0.3, "at least two"),
+                                  ({"g": [5, 10 ** 6]}, 0.3, "below"), ({"g": [5, 6]}, 1.0, r"\(-1, 1\)")):
+        with pytest.raises(ValueError, match=match):
+            spread_expert_embeddings(model, groups, target)
+    with torch.no_grad():
+        weight[[10, 11]] = 1.0  # equal rows: no difference to scale
+    with pytest.raises(ValueError, match="cannot reach"):
+        spread_expert_embeddings(model, {"equal": [10, 11]}, 0.3)
+
+
+def test_stage3_spreads_the_expert_embeddings_before_captioning(stages, micro_data, tmp_path, monkeypatch):
+    import shutil
+
+    from eval.embeddings import group_similarity
+    from train.run import main as run
+    from train.run import word_token_ids
+    from train.stages import untie_expert_embeddings
+
+    tokenizer = AutoTokenizer.from_pretrained(stages[2])
+    # the micro tokenizer (320 tokens) splits the directions; its single-token words stand in for them
+    groups = {"colors": ("blue", "green", "yellow", "purple"), "shapes": ("square", "triangle")}
+    assert word_token_ids(tokenizer, groups) == {
+        name: [tokenizer.convert_tokens_to_ids(f"\u0120{word}") for word in words] for name, words in groups.items()}
+    with pytest.raises(ValueError, match="'up' of group 'directions' is 3 tokens"):
+        word_token_ids(tokenizer, {"directions": ("up", "left")})
+    monkeypatch.setattr("train.run.COLLAPSED_WORD_GROUPS", groups)
+    model = _load(stages[2])
+    untie_expert_embeddings(model)
+    shutil.copytree(stages[2], tmp_path / "untied", ignore=shutil.ignore_patterns("trainer"))
+    model.save_pretrained(tmp_path / "untied")  # the untied weights and config over stage 2's
+    common = ["--data", str(micro_data), "--init", str(tmp_path / "untied"), "--max-steps", "1", "--batch-size",
+              "2", "--threads", "2", "--spread-expert-embeddings", "-0.2"]
+    with pytest.raises(ValueError, match="belongs to stage 3"):
+        run([*common, "--stage", "2", "--output", str(tmp_path / "s2")])
+    run([*common, "--stage", "3", "--output", str(tmp_path / "s3"), "--cache-vision-features"])
+    before, spread = _load(tmp_path / "untied").eval(), _load(tmp_path / "s3").eval()
+    for words in groups.values():  # the expert is frozen in stage 3: the checkpoint keeps the spread rows
+        assert group_similarity(before, tokenizer, words)["expert"] > -0.2 + 1e-3
+        assert group_similarity(spread, tokenizer, words)["expert"] == pytest.approx(-0.2, abs=1e-4)
+
+
 def test_freeze_expert_embeddings_keeps_the_soft_tokens_and_trains_the_rest(stages, micro_data, tmp_path):
     from train.run import main as run
     from train.stages import freeze_for_stage

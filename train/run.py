@@ -30,8 +30,8 @@ from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
                         StageDataset, clip_caption_ids, encode_videos, load_pixel_cache, read_split)
-from train.stages import (LangDCTrainer, align_caption_projector, count_trainable, freeze_for_stage, set_threads,
-                          untie_expert_embeddings)
+from train.stages import (COLLAPSED_WORD_GROUPS, LangDCTrainer, align_caption_projector, count_trainable,
+                          freeze_for_stage, set_threads, spread_expert_embeddings, untie_expert_embeddings)
 from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
 
 CAPTION_BATCH_VIDEOS = 32
@@ -109,6 +109,23 @@ def generate_captions(model, media: torch.Tensor, batch_videos: int = CAPTION_BA
     return captions
 
 
+def word_token_ids(tokenizer, word_groups: dict[str, tuple[str, ...]]) -> dict[str, list[int]]:
+    """Group name -> the token id of each word as it follows a space in a caption.
+
+    Raises:
+        ValueError: if a word is not a single token of `tokenizer`.
+    """
+    groups = {}
+    for name, words in word_groups.items():
+        groups[name] = []
+        for word in words:
+            ids = tokenizer(f" {word}", add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ValueError(f"Word {word!r} of group {name!r} is {len(ids)} tokens of the tokenizer, not one.")
+            groups[name] += ids
+    return groups
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
@@ -144,6 +161,10 @@ def main(argv=None) -> None:
                         help="stage 2, with untied expert embeddings: keep the expert's input embeddings (the soft "
                              "tokens at soft_token_layer=0) so that a stage-3 LLM trained on them still reads the "
                              "retrained expert's captions (train.stages.freeze_for_stage)")
+    parser.add_argument("--spread-expert-embeddings", type=float, default=None, metavar="COSINE",
+                        help="stage 3, untied expert embeddings: scale apart the expert's input embeddings of the "
+                             "directions and of grows/shrinks until each group's mean pairwise cosine is COSINE "
+                             "(train.stages.spread_expert_embeddings), before the expert captions the videos")
     parser.add_argument("--lookup-fraction", type=float, default=0.0,
                         help="stage 3 (and the text stage's caption QA): share of conversations ending with one "
                              "option lookup turn")
@@ -239,6 +260,13 @@ def main(argv=None) -> None:
             raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
                              f"--freeze-vision-tower; got --stage {args.stage}.")
         features, pixels = encode_videos(model, pixels), None
+    if args.spread_expert_embeddings is not None:
+        if args.stage != 3:
+            raise ValueError(f"--spread-expert-embeddings belongs to stage 3, got --stage {args.stage}.")
+        for name, spread in spread_expert_embeddings(model, word_token_ids(tokenizer, COLLAPSED_WORD_GROUPS),
+                                                     args.spread_expert_embeddings).items():
+            print(f"expert embeddings of the {name}: mean cosine {spread['cosine_before']:.3f} -> "
+                  f"{spread['cosine_after']:.3f} (differences x{spread['scale']:.2f})")
     if args.stage == 3 and args.ground_truth_fraction < 1.0 and model.config.use_expert:
         cached = features is not None
         dataset.set_generated_captions(

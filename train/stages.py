@@ -16,6 +16,7 @@ tower may train on its cached features, `train/run.py --cache-vision-features`).
 import torch
 from transformers import Trainer
 
+from synthvid import DIRECTIONS
 from tools.export_checkpoint import TIME_MODULE
 
 TRAINED_MODULES = {
@@ -171,3 +172,72 @@ def untie_expert_embeddings(model) -> None:
     output = model.expert.get_output_embeddings()
     output.weight = torch.nn.Parameter(model.expert.get_input_embeddings().weight.detach().clone())
     model.config.expert_config.tie_word_embeddings = False  # the expert's own config object: saved with the model
+
+# synthvid words whose expert embeddings collapsed while the expert could not see them (`spread_expert_embeddings`)
+COLLAPSED_WORD_GROUPS = {"directions": tuple(DIRECTIONS), "size_changes": ("grows", "shrinks")}
+
+
+def mean_pairwise_cosine(vectors: torch.Tensor) -> float:
+    """Mean cosine similarity over the distinct pairs of the rows of `vectors [N, D]` (N >= 2)."""
+    similarity = torch.nn.functional.cosine_similarity(vectors[:, None], vectors[None], dim=-1)
+    n = len(vectors)
+    return ((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))).item()
+
+
+@torch.no_grad()
+def spread_expert_embeddings(model, token_groups: dict[str, list[int]], target_cosine: float,
+                             max_scale: float = 1e3) -> dict[str, dict[str, float]]:
+    """Push apart the expert's input embeddings of words that the LLM must read apart, group by group.
+
+    With `soft_token_layer=0` a soft token is the caption projector applied to the expert's input embedding of a
+    caption token. Words the expert could not tell apart in the frames early in its training (here the four
+    directions, `grows` and `shrinks`) ended with nearly equal embeddings (`python -m eval.embeddings`: mean
+    pairwise cosine 0.97 and 0.94, colours 0.41), so "moves up" and "moves down" reach the LLM as nearly the same
+    vectors whatever the caption says. For each group of rows `E [n, D_e]` with mean `m`, this writes
+    `m + s (E - m)`: the words' common part is kept, their differences are scaled by the smallest `s >= 1` (found
+    by bisection) that brings the group's mean pairwise cosine down to `target_cosine`. The paper's expert is a
+    pretrained LLM whose word embeddings are distinct from the start; this restores that property for the words
+    that lost it. The expert's output layer must be untied (`untie_expert_embeddings`): its logits do not change,
+    only what it and the LLM read.
+
+    Args:
+        token_groups: group name -> ids of the group's tokens (at least two, distinct).
+        target_cosine: the mean pairwise cosine to reach, in (-1, 1); groups already at or below it are kept.
+
+    Returns:
+        group name -> `{"cosine_before", "cosine_after", "scale"}`.
+
+    Raises:
+        ValueError: if the model has no expert or its embeddings are tied, `target_cosine` is outside (-1, 1), a
+            group has fewer than two distinct ids or an id outside the expert's vocabulary, or a group cannot
+            reach the target within `max_scale`.
+    """
+    if model.expert is None or model.config.expert_config.tie_word_embeddings:
+        raise ValueError("spread_expert_embeddings needs an expert with untied embeddings "
+                         "(train.stages.untie_expert_embeddings); changing tied ones would change its logits.")
+    if not -1.0 < target_cosine < 1.0:
+        raise ValueError(f"`target_cosine` must be in (-1, 1), got {target_cosine}.")
+    weight = model.expert.get_input_embeddings().weight
+    report = {}
+    for name, ids in token_groups.items():
+        if len(set(ids)) != len(ids) or len(ids) < 2 or not all(0 <= i < len(weight) for i in ids):
+            raise ValueError(f"Group {name!r} needs at least two distinct token ids below {len(weight)}, got {ids}.")
+        rows = weight[ids].float()
+        mean, deviation = rows.mean(0), rows - rows.mean(0)
+
+        def cosine(scale: float) -> float:
+            return mean_pairwise_cosine(mean + scale * deviation)
+
+        low, high = 1.0, 1.0
+        if cosine(low) > target_cosine:
+            if cosine(max_scale) > target_cosine:
+                raise ValueError(f"Group {name!r} cannot reach a mean cosine of {target_cosine} (at scale "
+                                 f"{max_scale}: {cosine(max_scale):.3f}).")
+            high = max_scale
+            for _ in range(60):  # the cosine falls as the differences grow
+                middle = (low + high) / 2
+                low, high = (middle, high) if cosine(middle) > target_cosine else (low, middle)
+            weight[ids] = (mean + high * deviation).to(weight.dtype)
+        report[name] = {"cosine_before": cosine(1.0), "cosine_after": mean_pairwise_cosine(weight[ids].float()),
+                        "scale": high}
+    return report
