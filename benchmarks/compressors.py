@@ -51,7 +51,7 @@ REAL_LLMS = {
                      num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False,
                      max_position_embeddings=32768),
 }
-REAL_POOL_GRID = 14  # 196 tokens per frame (LLaVA-OneVision's video tokens, research/compressors.md §0)
+REAL_POOL_GRID = 14  # 196 tokens per frame (LLaVA-OneVision's pooled 14x14 video grid, the setting of DyCoke's tables)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
     python -m eval.embeddings --model . [--output eval/results-synthvid-v7]
 
 With `soft_token_layer=0` a clip's soft caption tokens are the caption projector applied to the expert's input
-embeddings of its caption tokens (research/langdc.md §2.2). Words whose expert embeddings are nearly the same
-vector reach the LLM as nearly the same soft token, whatever the caption says, so the LLM cannot read them apart
-even from ground-truth captions. For each group of synthvid words (directions, grows/shrinks, colours, shapes), this reports the
-mean cosine similarity over the group's pairs of: the expert's input embeddings, their projections (the soft
-tokens), and the LLM's own input embeddings (what the words give as text). A word of several tokens is the mean
-of its tokens' vectors. Writes `OUTPUT/embeddings.json` when `--output` is given.
+embeddings of its caption tokens (official dual model: `hidden_states[0]`, NIneeeeeem/LangDC `arch.py`). Words whose
+expert embeddings are nearly the same vector reach the LLM as nearly the same soft token, whatever the caption says,
+so the LLM cannot read them apart even from ground-truth captions. For each group of synthvid words (directions,
+grows/shrinks, colours, shapes), this reports the mean cosine similarity over the group's pairs of: the expert's
+input embeddings, their projections (the soft tokens), and the LLM's own input embeddings (what the words give as
+text). A word of several tokens is the mean of its tokens' vectors. Writes `OUTPUT/embeddings.json` when `--output`
+is given.
 """
 
 import argparse

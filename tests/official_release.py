@@ -1,9 +1,9 @@
 """Test helper: a synthetic official LangDC release at tiny sizes, in the official file layout and key names.
 
-`write_official_release(root)` writes what the official loader reads (research/langdc.md §5): a base LLM folder,
-a PEFT adapter folder (adapter_config.json, adapter_model.safetensors, non_lora_trainables.bin, config.json), an
-expert folder with its mm_projector.bin, an InternVideo2 `.pt` (wrapped in `{"module": ...}` with the other towers'
-keys) and a CLIP folder (CLIPModel, text tower included). All tensors are random; `tiny_spec()` is
+`write_official_release(root)` writes what the official loader reads (NIneeeeeem/LangDC `langdc/model/builder.py`):
+a base LLM folder, a PEFT adapter folder (adapter_config.json, adapter_model.safetensors, non_lora_trainables.bin,
+config.json), an expert folder with its mm_projector.bin, an InternVideo2 `.pt` (wrapped in `{"module": ...}` with
+the other towers' keys) and a CLIP folder (CLIPModel, text tower included). All tensors are random; `tiny_spec()` is
 `tools/configs/official.json` with grids that fit the tiny encoders.
 """
 

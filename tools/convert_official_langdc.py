@@ -4,7 +4,7 @@
         --base-llm Qwen2.5-3B-Instruct --adapter dual_branch_3b --expert cap_llava_vcap_stage2_0210 \\
         --internvideo2 InternVideo2-stage2_1b-224p-f4.pt --clip clip-vit-large-patch14-336 --output langdc-official
 
-Inputs, as the official loader reads them (research/langdc.md §5; reference `langdc/model/builder.py`):
+Inputs, as the official loader reads them (NIneeeeeem/LangDC `langdc/model/builder.py`):
 
 - `--base-llm`: the main LLM (Qwen2.5-3B-Instruct) as a Hugging Face folder (config, weights, tokenizer).
 - `--adapter`: the PEFT folder of the main LLM: `adapter_config.json` (`r`, `lora_alpha`, `use_rslora`),
@@ -52,7 +52,7 @@ PROJECTORS = {
     "mm_projector": ("video_pool_projector", "video_pool_projector_type"),
     "llm_projector": ("caption_projector", "caption_projector_type"),
 }
-# keys of the released files that LangDC inference never reads (research/langdc.md §5, converter note 4)
+# keys of the released files that LangDC inference never reads (the official `builder.py` loads, then ignores them)
 CLIP_UNUSED = re.compile(r"^(text_model\.|visual_projection\.|text_projection\.|logit_scale$|.*position_ids$)")
 INTERNVIDEO2_UNUSED = re.compile(r"^vision_encoder\.(clip_projector\.|clip_decoder\.|final_clip_decoder\.|clip_pos_embed$|clip_img_pos_embed$)")
 INTERNVIDEO2_OTHER_TOWERS = re.compile(r"^(text_encoder\.|vision_proj\.|text_proj\.|itm_head\.|temp$)")
@@ -508,7 +508,8 @@ def main(argv=None) -> None:
     parser.add_argument("--clip", type=Path, required=True, help="clip-vit-large-patch14-336 folder")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--official-soft-token-compat", action="store_true",
-                        help="reproduce the released code's off-by-one soft tokens (research/langdc.md §7.4)")
+                        help="reproduce the released code's off-by-one soft tokens (NIneeeeeem/LangDC `arch.py`; "
+                             "LangDCConfig.official_soft_token_compat)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = parser.parse_args(argv)
     release = OfficialRelease(args.base_llm, args.adapter, args.expert, args.internvideo2, args.clip)

@@ -1,1 +1,4 @@
-"""LangDC's three-stage training recipe on HF `Trainer` (research/langdc.md §3), runnable with `accelerate launch`."""
+"""LangDC's three-stage training recipe on HF `Trainer`, runnable with `accelerate launch`.
+
+The stages follow the paper's method figure (arXiv 2509.00969); the official repository ships no training code.
+"""

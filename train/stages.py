@@ -1,8 +1,8 @@
-"""What each stage trains (research/langdc.md §3, adapted: no pretrained towers or LLMs exist here, so stage 0
-pretrains the vision tower, the LLM is trained from scratch in stages 1 and 3 (after the text stage, which aims
-to teach it the option-letter binding and the reading of captions a pretrained LLM brings), and the tower is tuned
-again in stage 2 unless `freeze_vision_tower` keeps it frozen, as the official encoders are; a stage with a frozen
-tower may train on its cached features, `train/run.py --cache-vision-features`).
+"""What each stage trains (the paper's method figure, arXiv 2509.00969, adapted: no pretrained towers or LLMs exist
+here, so stage 0 pretrains the vision tower, the LLM is trained from scratch in stages 1 and 3 (after the text
+stage, which aims to teach it the option-letter binding and the reading of captions a pretrained LLM brings), and
+the tower is tuned again in stage 2 unless `freeze_vision_tower` keeps it frozen, as the official encoders are; a
+stage with a frozen tower may train on its cached features, `train/run.py --cache-vision-features`).
 
 | stage | data | trained | frozen |
 |---|---|---|---|
@@ -128,7 +128,7 @@ def align_caption_projector(model, token_ids: list[int]) -> float:
     residual `||X W - Y|| / ||Y||` over those tokens.
 
     With `soft_token_layer=0` the soft tokens are the expert's embeddings of its caption tokens (official dual
-    model, research/langdc.md §2.2); the expert and the LLM share the vocabulary (Qwen2-0.5B / Qwen2-7B in the
+    model, NIneeeeeem/LangDC `arch.py`); the expert and the LLM share the vocabulary (Qwen2-0.5B / Qwen2-7B in the
     paper, one BPE here), so this map makes the soft tokens of a caption start as that caption's text embeddings:
     stage 3 begins with the LLM reading the captions as text instead of first learning an unrelated projection.
     The projector is still trained in stage 3.

@@ -1,6 +1,6 @@
 """Stage 0: pretrain the vision tower on what every patch shows (dense colour and shape labels).
 
-The official LangDC starts from a pretrained CLIP/SigLIP tower (research/langdc.md §1); none can be downloaded
+The official LangDC starts from a pretrained CLIP/SigLIP tower (arXiv 2509.00969); none can be downloaded
 here, and a tower learned from scratch through the expert's caption loss alone learns colours but not shapes or
 motion (run v0, train/RUNS.md). So the tower is first pretrained on the synthetic world's dense ground truth:
 for each patch, the fraction of its pixels showing each colour and each shape (background included), predicted by
