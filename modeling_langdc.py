@@ -970,6 +970,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         vocab = self.expert.get_input_embeddings().num_embeddings
         checked = []
         for clip, ids in enumerate(caption_ids):
+            if not isinstance(ids, (list, tuple, torch.Tensor)):  # a flat id list would pass as one-token captions
+                raise ValueError(f"`caption_ids[{clip}]` must be a list of expert token ids, got {type(ids).__name__}.")
             ids = _as_int_list(ids, f"caption_ids[{clip}]")
             bad = [t for t in ids if not 0 <= t < vocab]
             if bad:
@@ -1551,6 +1553,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         if num_patches_list is None and "image_counts" in kwargs:
             num_patches_list = kwargs.pop("image_counts")  # deprecated InternVL alias
         if num_patches_list is not None:
+            if not isinstance(num_patches_list, (list, tuple, torch.Tensor)):
+                raise ValueError(f"`num_patches_list` needs one entry per question, got "
+                                 f"{type(num_patches_list).__name__}.")
             num_patches_list = [
                 [n] if isinstance(n, int) else _as_int_list(n, f"num_patches_list[{i}]")
                 for i, n in enumerate(num_patches_list)

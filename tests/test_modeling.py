@@ -430,6 +430,10 @@ def test_bad_pixel_values_are_named(model, tokenizer, pixels, message):
     (lambda m, t: m.chat(t, None, "A?", dict(return_dict_in_generate=True)), "return_dict_in_generate"),
     (lambda m, t: m.chat(t, video_pixels(8), video_question(8), GEN, num_patches_list=[1] * 8, data_flag=3,
                          caption_ids=[[1], [10**6]]), r"`caption_ids\[1\]` holds ids outside"),
+    (lambda m, t: m.chat(t, video_pixels(8), video_question(8), GEN, num_patches_list=[1] * 8, data_flag=3,
+                         caption_ids=[5, 6]), r"`caption_ids\[0\]` must be a list of expert token ids, got int"),
+    (lambda m, t: m.batch_chat(t, video_pixels(2), ["<image>\nA?", "<image>\nB?"], GEN, num_patches_list=2),
+     "`num_patches_list` needs one entry per question, got int"),
 ])
 def test_bad_chat_inputs_are_named(model, tokenizer, call, message):
     with pytest.raises(ValueError, match=message):
