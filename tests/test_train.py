@@ -434,6 +434,32 @@ def test_stage_three_lookup_fraction_appends_one_lookup_turn(micro_data):
     assert text.index("Which option says") > text.rindex("Answer with the option's letter.")  # the last turn
 
 
+def test_focus_tasks_keep_the_first_task_a_video_has(micro_data):
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, focused_questions, read_split
+
+    questions = [{"task": "counting"}, {"task": "direction"}, {"task": "color"}, {"task": "direction"}]
+    assert focused_questions(questions, ("direction", "counting")) == [questions[1], questions[3]]
+    assert focused_questions(questions[:1], ("direction", "counting")) == questions[:1]
+    assert focused_questions(questions[2:3], ("direction", "counting")) == []
+    assert focused_questions(questions) == questions
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    focus = ("direction", "counting")
+    dataset = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, questions_per_example=1,
+                           focus_tasks=focus)
+    expected = [(index, question["task"]) for index, record in enumerate(records)
+                for question in focused_questions(record["questions"], focus)]
+    assert sorted((video, content[0]["task"]) for video, content in dataset.items) == sorted(expected)
+    assert {task for _, task in expected} <= set(focus)
+    only = StageDataset(records, 3, tokenizer, "system", seed=0, focus_tasks=("temporal_localization",))
+    assert len(only) == sum(any(q["task"] == "temporal_localization" for q in r["questions"]) for r in records)
+    for stage, tasks, match in ((3, ("direction", "dancing"), "unknown|takes tasks"), (1, ("direction",), "stage 3")):
+        with pytest.raises(ValueError, match=match):
+            StageDataset(records, stage, tokenizer, "system", focus_tasks=tasks)
+
+
 def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cannot_fit(micro_data):
     from transformers import AutoTokenizer
 

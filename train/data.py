@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
-from synthvid import format_answer, format_question, open_question, permute_options
+from synthvid import TASKS, format_answer, format_question, open_question, permute_options
 from synthvid.files import write_atomic
 from synthvid.questions import TIME_PHRASES
 from tools.remote_code import import_remote
@@ -283,6 +283,16 @@ def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: fl
     return turns
 
 
+def focused_questions(questions: list[dict], focus_tasks: tuple[str, ...] = ()) -> list[dict]:
+    """The `questions` of the first task of `focus_tasks` that has any (none if no task has one); all of them
+    when `focus_tasks` is empty."""
+    for task in focus_tasks:
+        kept = [question for question in questions if question["task"] == task]
+        if kept:
+            return kept
+    return [] if focus_tasks else list(questions)
+
+
 class StageDataset(Dataset):
     """Examples of one training stage. Each item: `video` (index into the pixel cache, `None` in the text stage)
     plus stage fields.
@@ -313,12 +323,16 @@ class StageDataset(Dataset):
             lmms-eval's MVBench prompt (`multiple_choice_prompt(..., "lmms-mvbench")`) instead of ours.
         clip_describe_fraction: stage 3: share of conversations that open (after the description turn, if any)
             with one clip's description asked by its time phrase (`clip_describe_turns`, a random clip).
+        focus_tasks: stage 3: task names (`synthvid.TASKS`) in priority order; each video keeps only its questions
+            of the first of them it has, and a video with none gives no example (empty: all questions). A task
+            that a mixed stage 3 asks too rarely to be learned gets whole runs of its own this way (runs v23, v24).
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
             `mvbench_prompt_fraction` or `clip_describe_fraction` > 0 outside stage 3 (or the first without
-            `num_frames`), or `generated_captions` as `set_generated_captions` raises.
+            `num_frames`), `focus_tasks` outside stage 3 or naming an unknown task, or `generated_captions` as
+            `set_generated_captions` raises.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
@@ -326,7 +340,8 @@ class StageDataset(Dataset):
                  questions_per_example: int = 0, lookup_fraction: float = 0.0, caption_qa_fraction: float = 0.0,
                  video_token_id: int | None = None, frame_prompt_fraction: float = 0.0,
                  num_frames: int | None = None, describe_fraction: float = 0.0,
-                 mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0):
+                 mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0,
+                 focus_tasks: tuple[str, ...] = ()):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
@@ -342,6 +357,9 @@ class StageDataset(Dataset):
         if any(fraction > 0 for fraction in stage_three) and stage != 3:
             raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction` and "
                              "`clip_describe_fraction` belong to stage 3.")
+        if focus_tasks and (stage != 3 or not set(focus_tasks) <= set(TASKS)):
+            raise ValueError(f"`focus_tasks` belongs to stage 3 and takes tasks of {TASKS}, got {focus_tasks} for "
+                             f"stage {stage!r}.")
         if frame_prompt_fraction > 0 and not num_frames:
             raise ValueError("`frame_prompt_fraction` > 0 needs `num_frames`.")
         self.stage = stage
@@ -377,7 +395,9 @@ class StageDataset(Dataset):
             elif stage == 2:
                 self.items.append((index, None))
             else:
-                questions = list(record["questions"])
+                questions = focused_questions(record["questions"], focus_tasks)
+                if not questions:
+                    continue
                 self.rng.shuffle(questions)
                 size = questions_per_example or len(questions)
                 self.items += [(index, questions[start : start + size]) for start in range(0, len(questions), size)]

@@ -185,6 +185,9 @@ def main(argv=None) -> None:
     parser.add_argument("--clip-describe-fraction", type=float, default=0.0,
                         help="stage 3: share of conversations opening with one clip's description asked by its time "
                              "phrase (\"Describe what happens at the end.\"; train.data.clip_describe_turns)")
+    parser.add_argument("--focus-tasks", default="", metavar="TASK[,TASK...]",
+                        help="stage 3: each video keeps only its questions of the first of these tasks it has, and "
+                             "a video with none is skipped (train.data.focused_questions), e.g. direction,counting")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -247,7 +250,8 @@ def main(argv=None) -> None:
                                args.ground_truth_fraction, args.open_fraction, args.seed, args.questions_per_example,
                                args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
                                args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
-                               args.mvbench_prompt_fraction, args.clip_describe_fraction)
+                               args.mvbench_prompt_fraction, args.clip_describe_fraction,
+                               tuple(task for task in args.focus_tasks.split(",") if task))
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
