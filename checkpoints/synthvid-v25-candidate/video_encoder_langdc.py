@@ -1,0 +1,1 @@
+../../video_encoder_langdc.py
