@@ -173,6 +173,7 @@ def untie_expert_embeddings(model) -> None:
     output.weight = torch.nn.Parameter(model.expert.get_input_embeddings().weight.detach().clone())
     model.config.expert_config.tie_word_embeddings = False  # the expert's own config object: saved with the model
 
+
 # synthvid words whose expert embeddings collapsed while the expert could not see them (`spread_expert_embeddings`)
 COLLAPSED_WORD_GROUPS = {"directions": tuple(DIRECTIONS), "size_changes": ("grows", "shrinks")}
 
@@ -228,16 +229,17 @@ def spread_expert_embeddings(model, token_groups: dict[str, list[int]], target_c
         def cosine(scale: float) -> float:
             return mean_pairwise_cosine(mean + scale * deviation)
 
-        low, high = 1.0, 1.0
-        if cosine(low) > target_cosine:
-            if cosine(max_scale) > target_cosine:
+        before, scale = cosine(1.0), 1.0
+        if before > target_cosine:
+            farthest = cosine(max_scale)
+            if farthest > target_cosine:
                 raise ValueError(f"Group {name!r} cannot reach a mean cosine of {target_cosine} (at scale "
-                                 f"{max_scale}: {cosine(max_scale):.3f}).")
-            high = max_scale
+                                 f"{max_scale}: {farthest:.3f}).")
+            low, scale = 1.0, max_scale
             for _ in range(60):  # the cosine falls as the differences grow
-                middle = (low + high) / 2
-                low, high = (middle, high) if cosine(middle) > target_cosine else (low, middle)
-            weight[ids] = (mean + high * deviation).to(weight.dtype)
-        report[name] = {"cosine_before": cosine(1.0), "cosine_after": mean_pairwise_cosine(weight[ids].float()),
-                        "scale": high}
+                middle = (low + scale) / 2
+                low, scale = (middle, scale) if cosine(middle) > target_cosine else (low, middle)
+            weight[ids] = (mean + scale * deviation).to(weight.dtype)
+        report[name] = {"cosine_before": before, "cosine_after": mean_pairwise_cosine(weight[ids].float()),
+                        "scale": scale}
     return report
