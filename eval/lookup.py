@@ -13,7 +13,9 @@ given.
 import argparse
 import random
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -23,11 +25,26 @@ from synthvid.questions import LETTERS
 from train.data import chat_conversation, lookup_turn, read_split
 
 
-def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: int = 0):
-    """`(ids, letter_position, letter_index)` for up to `limit` lookups drawn from the records' questions.
+class LookupPrompt(NamedTuple):
+    """One lookup: `ids` is the whole chat (prompt and answer `X (L)<|im_end|>`), `letter_position` indexes the
+    letter token L in `ids`, `letter` is L's index; `task` is the question's task and `prefix` says whether X is a
+    word-for-word prefix of another option (`grows` beside `grows then shrinks`), the ambiguous case for a reader
+    that stops at the first match."""
 
-    `ids` is the whole chat (prompt and answer `X (L)<|im_end|>`); `letter_position` indexes the letter token L in
-    `ids`.
+    ids: list[int]
+    letter_position: int
+    letter: int
+    task: str
+    prefix: bool
+
+
+def is_prefix_option(option: str, options: list[str]) -> bool:
+    """Whether `option` begins another of `options` word for word (`grows` in `grows then shrinks`)."""
+    return any(other != option and other.startswith(option + " ") for other in options)
+
+
+def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: int = 0) -> list[LookupPrompt]:
+    """Up to `limit` `LookupPrompt`s drawn from the records' questions, in split order.
 
     Raises:
         ValueError: if the tokenizer does not keep an option letter as one token after `(`.
@@ -43,7 +60,9 @@ def lookup_prompts(records, tokenizer, system_message: str, limit: int, seed: in
         if ids[position] != letter_ids[letter]:
             raise ValueError(f"The tokenizer does not keep the option letter {LETTERS[letter]!r} as one token in "
                              f"{answer!r}.")
-        prompts.append((ids, position, letter))
+        option = answer.rsplit(" (", 1)[0]  # X of `X (L)`
+        prompts.append(LookupPrompt(ids, position, letter, question["task"],
+                                    is_prefix_option(option, question["options"])))
     return prompts
 
 
@@ -59,17 +78,19 @@ def letter_logits(model, tokenizer, prompts, batch_size: int = 64) -> torch.Tens
     rows = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="left", return_tensors="pt")
+        batch = tokenizer.pad({"input_ids": [p.ids for p in chunk]}, padding_side="left", return_tensors="pt")
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        for row, (ids, position, _) in enumerate(chunk):
-            rows.append(logits[row, logits.shape[1] - (len(ids) - position) - 1, letter_ids].float())
+        for row, prompt in enumerate(chunk):
+            position = logits.shape[1] - (len(prompt.ids) - prompt.letter_position) - 1
+            rows.append(logits[row, position, letter_ids].float())
     return torch.stack(rows)
 
 
 def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int = 256, seed: int = 0,
                     batch_size: int = 64) -> dict:
-    """`{"accuracy", "lookups"}`: the share of lookups whose most likely letter (of the four) is the right one
-    (`letter_logits` on `lookup_prompts`).
+    """`{"accuracy", "lookups", "per_task", "prefix_options", "other_options"}`: the share of lookups whose most
+    likely letter (of the four) is the right one (`letter_logits` on `lookup_prompts`), overall, per task, and for
+    options that begin another option word for word against the rest (each `{"accuracy", "lookups"}`).
 
     Raises:
         ValueError: if there are no questions, or as `lookup_prompts`.
@@ -77,9 +98,16 @@ def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int =
     prompts = lookup_prompts(records, tokenizer, system_message, limit, seed)
     if not prompts:
         raise ValueError("No multiple-choice questions to draw lookups from.")
-    predicted = letter_logits(model, tokenizer, prompts, batch_size).argmax(-1)
-    hits = sum(int(p == letter) for p, (_, _, letter) in zip(predicted.tolist(), prompts))
-    return {"accuracy": hits / len(prompts), "lookups": len(prompts)}
+    predicted = letter_logits(model, tokenizer, prompts, batch_size).argmax(-1).tolist()
+    groups = defaultdict(list)
+    for guess, prompt in zip(predicted, prompts):
+        hit = guess == prompt.letter
+        for key in ("all", f"task:{prompt.task}", "prefix_options" if prompt.prefix else "other_options"):
+            groups[key].append(hit)
+    score = {key: {"accuracy": sum(hits) / len(hits), "lookups": len(hits)} for key, hits in groups.items()}
+    return {**score.pop("all"), "per_task": {key[len("task:"):]: score.pop(key) for key in sorted(score)
+                                             if key.startswith("task:")},
+            "prefix_options": score.get("prefix_options"), "other_options": score.get("other_options")}
 
 
 def main(argv=None) -> dict:

@@ -718,6 +718,19 @@ def test_lookup_accuracy_scores_a_stage_checkpoint(stages, micro_data, tmp_path)
                      "--output", str(tmp_path)])
     assert result["lookups"] == 10 and 0.0 <= result["accuracy"] <= 1.0
     assert json.loads((tmp_path / "lookup_train.json").read_text())["accuracy"] == result["accuracy"]
+    assert sum(group["lookups"] for group in result["per_task"].values()) == 10
+    split = [result[key]["lookups"] for key in ("prefix_options", "other_options") if result[key] is not None]
+    assert sum(split) == 10
+
+
+def test_prefix_options_are_whole_word_prefixes_of_another_option():
+    from eval.lookup import is_prefix_option
+
+    options = ["grows", "grows then shrinks", "shrinks", "red"]
+    assert is_prefix_option("grows", options)
+    assert not is_prefix_option("grows then shrinks", options)
+    assert not is_prefix_option("shrinks", options)  # "grows then shrinks" ends with it, does not begin with it
+    assert not is_prefix_option("red", ["red", "reddish"])  # a word-for-word prefix only
 
 
 def test_clip_describe_probe_scores_every_clip_of_a_stage_checkpoint(stages, micro_data, tmp_path):
@@ -743,7 +756,7 @@ def test_lookup_letter_logits_do_not_depend_on_padding_or_wrapper(stages, micro_
     model = _load(stages["text"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(stages["text"])
     prompts = lookup_prompts(read_split(micro_data, "train"), tokenizer, model.config.system_message, limit=12)
-    assert len({len(ids) for ids, _, _ in prompts}) > 1  # the batch needs padding
+    assert len({len(p.ids) for p in prompts}) > 1  # the batch needs padding
     alone = letter_logits(model, tokenizer, prompts, batch_size=1)
     torch.testing.assert_close(letter_logits(model, tokenizer, prompts, batch_size=12), alone, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(letter_logits(model.language_model, tokenizer, prompts, batch_size=12), alone,

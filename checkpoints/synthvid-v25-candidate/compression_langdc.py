@@ -1,1 +1,0 @@
-../../compression_langdc.py

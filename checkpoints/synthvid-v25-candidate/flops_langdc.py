@@ -1,1 +1,0 @@
-../../flops_langdc.py

@@ -1,1 +1,0 @@
-../../modeling_langdc.py

@@ -1,1 +1,0 @@
-../../video_encoder_langdc.py
