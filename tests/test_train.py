@@ -460,6 +460,13 @@ def test_focus_tasks_keep_the_first_task_a_video_has(micro_data):
             StageDataset(records, stage, tokenizer, "system", focus_tasks=tasks)
 
 
+def test_focus_tasks_option_reads_a_comma_separated_list():
+    from train.run import comma_separated
+
+    assert comma_separated("temporal_localization,order,counting") == ("temporal_localization", "order", "counting")
+    assert comma_separated("direction,") == ("direction",) and comma_separated("") == ()
+
+
 def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cannot_fit(micro_data):
     from transformers import AutoTokenizer
 

@@ -126,6 +126,11 @@ def word_token_ids(tokenizer, word_groups: dict[str, tuple[str, ...]]) -> dict[s
     return groups
 
 
+def comma_separated(text: str) -> tuple[str, ...]:
+    """An argparse type: `"a,b"` -> `("a", "b")`, empty items dropped (`--focus-tasks`)."""
+    return tuple(item for item in text.split(",") if item)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
@@ -185,7 +190,7 @@ def main(argv=None) -> None:
     parser.add_argument("--clip-describe-fraction", type=float, default=0.0,
                         help="stage 3: share of conversations opening with one clip's description asked by its time "
                              "phrase (\"Describe what happens at the end.\"; train.data.clip_describe_turns)")
-    parser.add_argument("--focus-tasks", default="", metavar="TASK[,TASK...]",
+    parser.add_argument("--focus-tasks", type=comma_separated, default=(), metavar="TASK[,TASK...]",
                         help="stage 3: each video keeps only its questions of the first of these tasks it has, and "
                              "a video with none is skipped (train.data.focused_questions), e.g. direction,counting")
     parser.add_argument("--questions-per-example", type=int, default=0,
@@ -251,7 +256,7 @@ def main(argv=None) -> None:
                                args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
                                args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
                                args.mvbench_prompt_fraction, args.clip_describe_fraction,
-                               tuple(task for task in args.focus_tasks.split(",") if task))
+                               args.focus_tasks)
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
