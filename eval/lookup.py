@@ -99,15 +99,17 @@ def lookup_accuracy(model, tokenizer, records, system_message: str, limit: int =
     if not prompts:
         raise ValueError("No multiple-choice questions to draw lookups from.")
     predicted = letter_logits(model, tokenizer, prompts, batch_size).argmax(-1).tolist()
-    groups = defaultdict(list)
-    for guess, prompt in zip(predicted, prompts):
-        hit = guess == prompt.letter
-        for key in ("all", f"task:{prompt.task}", "prefix_options" if prompt.prefix else "other_options"):
-            groups[key].append(hit)
-    score = {key: {"accuracy": sum(hits) / len(hits), "lookups": len(hits)} for key, hits in groups.items()}
-    return {**score.pop("all"), "per_task": {key[len("task:"):]: score.pop(key) for key in sorted(score)
-                                             if key.startswith("task:")},
-            "prefix_options": score.get("prefix_options"), "other_options": score.get("other_options")}
+    hits = [guess == prompt.letter for guess, prompt in zip(predicted, prompts)]
+    per_task = defaultdict(list)
+    for hit, prompt in zip(hits, prompts):
+        per_task[prompt.task].append(hit)
+
+    def score(selected: list[bool]) -> dict | None:
+        return {"accuracy": sum(selected) / len(selected), "lookups": len(selected)} if selected else None
+
+    return {**score(hits), "per_task": {task: score(per_task[task]) for task in sorted(per_task)},
+            "prefix_options": score([hit for hit, prompt in zip(hits, prompts) if prompt.prefix]),
+            "other_options": score([hit for hit, prompt in zip(hits, prompts) if not prompt.prefix])}
 
 
 def main(argv=None) -> dict:
