@@ -272,6 +272,88 @@ def test_patch_fractions_are_per_patch_label_histograms():
         patch_fractions(np.zeros((1, 5, 4), dtype=np.uint8), 3, 2)
 
 
+def test_patch_moments_place_a_colour_inside_its_pooled_cell():
+    import numpy as np
+
+    from train.vision import patch_moments
+
+    labels = np.zeros((1, 8, 8), dtype=np.uint8)  # patches of 2 px, pooled cells of 4 px
+    labels[0, 0, 3] = 1  # one class-1 pixel at x 3.5, y 0.5: cell centre (2, 2), half side 2
+    moments = patch_moments(labels, num_classes=3, patch_size=2, cell_size=4).float()
+    assert moments.shape == (1, 16, 4)  # 4x4 patches; x and y of classes 1 and 2
+    torch.testing.assert_close(moments[0, 1], torch.tensor([0.75 / 4, -0.75 / 4, 0.0, 0.0]))
+    assert moments[0, torch.arange(16) != 1].abs().max() == 0
+    # average pooling of the patches (what expert_pool_grid does) gives the cell's own moment
+    block = np.zeros((1, 8, 8), dtype=np.uint8)
+    block[0, 1:3, 0:3] = 2  # a 3x2 class-2 block across the top-left cell's four patches
+    per_patch = patch_moments(block, 3, 2, 4).float().reshape(4, 4, 4)
+    cell = patch_moments(block, 3, 4, 4).float().reshape(2, 2, 4)
+    torch.testing.assert_close(per_patch[:2, :2].mean((0, 1)), cell[0, 0])
+    for cell_size, shape in ((3, (8, 8)), (4, (6, 8))):
+        with pytest.raises(ValueError, match="cell size"):
+            patch_moments(np.zeros((1, *shape), dtype=np.uint8), 3, 2, cell_size)
+
+
+def test_stage_zero_learns_colour_moments_when_asked(stages, micro_data, tmp_path):
+    from train.run import main as run
+
+    common = ["--data", str(micro_data), "--batch-size", "8", "--logging-steps", "1", "--save-steps", "1000",
+              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
+    run([*common, "--stage", "0", "--init", str(stages[0]), "--output", str(tmp_path / "moments"),
+         "--max-steps", "8", "--moment-weight", "10"])
+    first, last = first_and_last_loss(tmp_path / "moments")
+    assert last < first
+    model = AutoModel.from_pretrained(tmp_path / "moments", trust_remote_code=True)
+    assert not any("moment" in name for name, _ in model.named_parameters())  # the heads stay behind
+    with pytest.raises(SystemExit):
+        run([*common, "--stage", "1", "--init", str(stages[0]), "--output", str(tmp_path / "bad"),
+             "--max-steps", "1", "--moment-weight", "1"])
+
+
+def test_pretrainer_checks_its_moment_targets(stages):
+    from train.vision import FrameDataset, PatchAttributePretrainer
+
+    model = _load(stages[0])
+    with pytest.raises(ValueError, match="moment_weight"):
+        PatchAttributePretrainer(model, moment_weight=-1.0)
+    pretrainer = PatchAttributePretrainer(model, moment_weight=1.0)
+    patches = model.config.patches_per_tile
+    pixels = torch.zeros(2, 3, 64, 64)
+    with pytest.raises(ValueError, match="moment_targets"):
+        pretrainer(pixels, torch.zeros(2, patches, 6), torch.zeros(2, patches, 4))
+    with pytest.raises(ValueError, match="agree on"):
+        FrameDataset(torch.zeros(1, 2, 3, 64, 64), torch.zeros(1, 2, patches, 6), torch.zeros(1, 2, patches, 4),
+                     torch.zeros(1, 3, patches, 10))
+
+
+def test_motion_probe_labels_clips_with_one_visible_mover(stages, micro_data, tmp_path):
+    from eval.motion_probe import DIRECTIONS, clip_direction, clip_labels, main as probe
+    from train.data import read_split
+    from synthvid import validate_spec
+    from synthvid.truth import object_states
+
+    spec = {"width": 64, "height": 64, "fps": 8, "num_frames": 8, "background": "black", "objects": [
+        {"shape": "circle", "color": "red", "size": 6, "position": [32, 32],
+         "events": [{"type": "move", "start": 0, "end": 4, "direction": "up", "speed": 2.0}]},
+        {"shape": "square", "color": "blue", "size": 6, "position": [10, 10],
+         "events": [{"type": "move", "start": 2, "end": 8, "direction": "right", "speed": 2.0}]}]}
+    states = object_states(validate_spec(spec))
+    assert clip_direction(states, range(0, 2)) == "up"  # only the circle moves in frames 0-1
+    assert clip_direction(states, range(0, 4)) is None  # both move
+    assert clip_direction(states, range(4, 8)) == "right"
+    assert clip_labels([{"spec": spec}], frames_per_clip=4, num_frames=8) == [(0, 1, DIRECTIONS.index("right"))]
+    with pytest.raises(ValueError, match="8 frames, the model samples 16"):
+        clip_labels([{"spec": spec}], frames_per_clip=4, num_frames=16)
+    output = tmp_path / "probe.json"
+    probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "4", "--test-videos", "2",
+           "--steps", "3", "--threads", "2", "--output", str(output)])
+    result = json.loads(output.read_text())
+    assert result["grid"] == 2 and 0.0 <= result["test_accuracy"] <= 1.0
+    assert result["train_clips"] == len(clip_labels(read_split(micro_data, "train")[:4], 4, 16))
+    with pytest.raises(SystemExit):
+        probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "6", "--test-videos", "1"])
+
+
 def test_parse_letter_and_named_option():
     from eval.evaluate import named_option, parse_letter
 
@@ -455,6 +537,8 @@ def test_focus_tasks_keep_the_first_task_a_video_has(micro_data):
     assert {task for _, task in expected} <= set(focus)
     only = StageDataset(records, 3, tokenizer, "system", seed=0, focus_tasks=("temporal_localization",))
     assert len(only) == sum(any(q["task"] == "temporal_localization" for q in r["questions"]) for r in records)
+    lookups = StageDataset(records, "text", tokenizer, "system", seed=0, focus_tasks=focus)
+    assert sorted((video, question["task"]) for video, question in lookups.items) == sorted(expected)
     for stage, tasks, match in ((3, ("direction", "dancing"), "unknown|takes tasks"), (1, ("direction",), "stage 3")):
         with pytest.raises(ValueError, match=match):
             StageDataset(records, stage, tokenizer, "system", focus_tasks=tasks)

@@ -323,15 +323,16 @@ class StageDataset(Dataset):
             lmms-eval's MVBench prompt (`multiple_choice_prompt(..., "lmms-mvbench")`) instead of ours.
         clip_describe_fraction: stage 3: share of conversations that open (after the description turn, if any)
             with one clip's description asked by its time phrase (`clip_describe_turns`, a random clip).
-        focus_tasks: stage 3: task names (`synthvid.TASKS`) in priority order; each video keeps only its questions
-            of the first of them it has, and a video with none gives no example (empty: all questions). A task
-            that a mixed stage 3 asks too rarely to be learned gets whole runs of its own this way (runs v23, v24).
+        focus_tasks: stage 3 and the text stage: task names (`synthvid.TASKS`) in priority order; each video keeps
+            only its questions of the first of them it has, and a video with none gives no example (empty: all
+            questions). A task that a mixed stage 3 asks too rarely to be learned gets whole runs of its own this
+            way (runs v23, v24); in the text stage, the lookups are of those questions' options only (run v29).
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
             `mvbench_prompt_fraction` or `clip_describe_fraction` > 0 outside stage 3 (or the first without
-            `num_frames`), `focus_tasks` outside stage 3 or naming an unknown task, or `generated_captions` as
+            `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown task, or `generated_captions` as
             `set_generated_captions` raises.
     """
 
@@ -357,9 +358,9 @@ class StageDataset(Dataset):
         if any(fraction > 0 for fraction in stage_three) and stage != 3:
             raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction` and "
                              "`clip_describe_fraction` belong to stage 3.")
-        if focus_tasks and (stage != 3 or not set(focus_tasks) <= set(TASKS)):
-            raise ValueError(f"`focus_tasks` belongs to stage 3 and takes tasks of {TASKS}, got {focus_tasks} for "
-                             f"stage {stage!r}.")
+        if focus_tasks and (stage not in (3, TEXT_STAGE) or not set(focus_tasks) <= set(TASKS)):
+            raise ValueError(f"`focus_tasks` belongs to stage 3 and the text stage and takes tasks of {TASKS}, got "
+                             f"{focus_tasks} for stage {stage!r}.")
         if frame_prompt_fraction > 0 and not num_frames:
             raise ValueError("`frame_prompt_fraction` > 0 needs `num_frames`.")
         self.stage = stage
@@ -388,7 +389,7 @@ class StageDataset(Dataset):
         self.items = []
         for index, record in enumerate(records):
             if stage == TEXT_STAGE:
-                self.items += [(index, question) for question in record["questions"]]
+                self.items += [(index, question) for question in focused_questions(record["questions"], focus_tasks)]
             elif stage == 1:
                 self.items.append((index, chat_example(tokenizer, system_message, f"<video>\n{DESCRIBE_PROMPT}",
                                                        record["video_caption"])))

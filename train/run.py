@@ -32,7 +32,8 @@ from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, 
                         StageDataset, clip_caption_ids, encode_videos, load_pixel_cache, read_split)
 from train.stages import (COLLAPSED_WORD_GROUPS, LangDCTrainer, align_caption_projector, count_trainable,
                           freeze_for_stage, set_threads, spread_expert_embeddings, untie_expert_embeddings)
-from train.vision import FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache
+from train.vision import (FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache,
+                          load_moment_cache)
 
 CAPTION_BATCH_VIDEOS = 32
 
@@ -191,11 +192,15 @@ def main(argv=None) -> None:
                         help="stage 3: share of conversations opening with one clip's description asked by its time "
                              "phrase (\"Describe what happens at the end.\"; train.data.clip_describe_turns)")
     parser.add_argument("--focus-tasks", type=comma_separated, default=(), metavar="TASK[,TASK...]",
-                        help="stage 3: each video keeps only its questions of the first of these tasks it has, and "
-                             "a video with none is skipped (train.data.focused_questions), e.g. direction,counting")
+                        help="stage 3 and the text stage (its lookups): each video keeps only its questions of the "
+                             "first of these tasks it has, and a video with none is skipped "
+                             "(train.data.focused_questions), e.g. direction,counting")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
+    parser.add_argument("--moment-weight", type=float, default=0.0,
+                        help="stage 0: weight of the per-patch colour-moment regression (train.vision.patch_moments) "
+                             "about the centres of the expert's pooled cells; 0 = colour and shape fractions only")
     parser.add_argument("--logging-steps", type=int, default=25)
     parser.add_argument("--save-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -212,6 +217,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.moment_weight and args.stage != 0:
+        parser.error(f"--moment-weight belongs to stage 0, got --stage {args.stage}")
     set_threads(args.threads)
     started = time.perf_counter()
 
@@ -297,8 +304,13 @@ def main(argv=None) -> None:
         vision = model.config.vision_config
         colors, shapes = load_attribute_cache(args.data, "train", records, vision.patch_size, vision.image_size,
                                               args.workers)
-        dataset, collator = FrameDataset(pixels, colors, shapes), collate_frames
-        trained = PatchAttributePretrainer(model)
+        moments = None
+        if args.moment_weight:
+            cell_size = vision.image_size // model.config.expert_pool_grid
+            moments = load_moment_cache(args.data, "train", records, vision.patch_size, vision.image_size, cell_size,
+                                        args.workers)
+        dataset, collator = FrameDataset(pixels, colors, shapes, moments), collate_frames
+        trained = PatchAttributePretrainer(model, args.moment_weight)
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
     else:
         collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model

@@ -7,6 +7,12 @@ for each patch, the fraction of its pixels showing each colour and each shape (b
 two linear heads on the features the expert and the pool branch consume (`get_image_features`). Colour and shape
 are separate targets, so colour-shape pairs never seen in training are still two familiar attributes. The heads
 are dropped afterwards; only the tower's weights go on to stage 1.
+
+Optionally (`--moment-weight`, run v30) a third head regresses each patch's first moments per colour
+(`patch_moments`): where inside the expert's pooled cell the colour lies. Fractions alone say little of a move of
+1.5-3 px per frame once `expert_pool_grid` averages 2x2 patches into one 16 px cell (a probe decoded the direction
+at 37% from those cells, train/RUNS.md); moments about the cell's centre survive that average exactly, so the
+expert can see the position shift from frame to frame.
 """
 
 from functools import partial
@@ -49,32 +55,94 @@ def patch_fractions(labels: np.ndarray, num_classes: int, patch_size: int) -> to
     return fractions.flatten(2).transpose(1, 2).to(torch.float16)
 
 
-def _attribute_fractions(record: dict, patch_size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_moments(labels: np.ndarray, num_classes: int, patch_size: int, cell_size: int) -> torch.Tensor:
+    """Per-patch first moments of each non-background class about the centre of the pooled cell holding the patch.
+
+    For patch `p` and class `c >= 1`: the mean over the patch's pixels of `[label == c] * (x - x0, y - y0) /
+    (cell_size / 2)`, with `(x0, y0)` the centre of the `cell_size` square (one `expert_pool_grid` cell) that
+    contains `p`, pixel centres at half-integers. Each value is in [-1, 1]; averaging the patches of a cell (what
+    `pool_patch_tokens` does to features linear in these targets) gives the cell's own moment over its patch
+    count, so a colour's position inside the cell survives the pooling.
+
+    Args:
+        labels: `uint8 [T, H, W]` class ids in `[0, num_classes)`, 0 the background.
+        num_classes: number of classes, background included.
+        patch_size: side of a patch in pixels.
+        cell_size: side of a pooled cell in pixels, a multiple of `patch_size`.
+
+    Returns:
+        `float16 [T, (H / p) * (W / p), 2 * (num_classes - 1)]`: per class, its x then y moment; rows in the
+        tower's raster patch order.
+
+    Raises:
+        ValueError: if `cell_size` is not a multiple of `patch_size` or the frame size not a multiple of `cell_size`.
+    """
+    frames, height, width = labels.shape
+    if cell_size % patch_size or height % cell_size or width % cell_size:
+        raise ValueError(f"The cell size {cell_size} must be a multiple of the patch size {patch_size} and divide "
+                         f"the frame size {height}x{width}.")
+    mass = F.one_hot(torch.from_numpy(labels).long(), num_classes)[..., 1:].float().permute(0, 3, 1, 2)
+    half = cell_size / 2
+    x = ((torch.arange(width) % cell_size) + 0.5 - half) / half  # [W], offset from the cell's centre
+    y = ((torch.arange(height) % cell_size) + 0.5 - half) / half
+    moments = torch.stack([mass * x, mass * y[:, None]], dim=2)  # [T, C-1, 2, H, W]
+    pooled = F.avg_pool2d(moments.flatten(1, 2), patch_size)  # [T, 2(C-1), H/p, W/p]
+    return pooled.flatten(2).transpose(1, 2).to(torch.float16)
+
+
+def _checked_label_maps(record: dict, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     scene = validate_spec(record["spec"])
     if (scene.height, scene.width) != (image_size, image_size):
         raise ValueError(f"{record['id']}: frames are {scene.height}x{scene.width}, the vision tower takes "
                          f"{image_size}x{image_size}; dense labels need videos at the tower's resolution.")
-    color_map, shape_map = render_attribute_maps(scene)
+    return render_attribute_maps(scene)
+
+
+def _attribute_fractions(record: dict, patch_size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    color_map, shape_map = _checked_label_maps(record, image_size)
     colors = patch_fractions(color_map, NUM_COLOR_CLASSES, patch_size)
     return colors, patch_fractions(shape_map, NUM_SHAPE_CLASSES, patch_size)
+
+
+def _color_moments(record: dict, patch_size: int, image_size: int, cell_size: int) -> torch.Tensor:
+    color_map, _ = _checked_label_maps(record, image_size)
+    return patch_moments(color_map, NUM_COLOR_CLASSES, patch_size, cell_size)
+
+
+def _cached_render(cache: Path, render, records: list[dict], workers: int, desc: str):
+    """`render` over `records` (stacked per output), loaded from `cache` when there, else computed and saved."""
+    if cache.is_file():
+        return torch.load(cache, weights_only=True)
+    outputs = parallel_map(render, records, workers, desc=desc)
+    result = tuple(map(torch.stack, zip(*outputs))) if isinstance(outputs[0], tuple) else torch.stack(outputs)
+    torch_save_atomic(result, cache)
+    return result
 
 
 def load_attribute_cache(data_dir: Path, split: str, records: list[dict], patch_size: int, image_size: int,
                          workers: int = 0):
     """`(colors, shapes)` per-patch fractions of every frame of a split: `[N, T, P, C]` float16, rendered by
-    `workers` processes (`train.data.parallel_map`) and cached on disk.
+    `workers` processes (`train.data.parallel_map`) and cached on disk (per number of videos).
 
     Raises:
         ValueError: if the videos are not `image_size` pixels square (the labels would not match the patches).
     """
-    cache = Path(data_dir) / "cache" / f"{split}-attributes-{patch_size}px.pt"
-    if cache.is_file():
-        return torch.load(cache, weights_only=True)
+    cache = Path(data_dir) / "cache" / f"{split}-{len(records)}-attributes-{patch_size}px.pt"
     render = partial(_attribute_fractions, patch_size=patch_size, image_size=image_size)
-    colors, shapes = zip(*parallel_map(render, records, workers, desc=f"rendering {split} attribute maps"))
-    result = (torch.stack(colors), torch.stack(shapes))
-    torch_save_atomic(result, cache)
-    return result
+    return _cached_render(cache, render, records, workers, f"rendering {split} attribute maps")
+
+
+def load_moment_cache(data_dir: Path, split: str, records: list[dict], patch_size: int, image_size: int,
+                      cell_size: int, workers: int = 0) -> torch.Tensor:
+    """Per-patch colour moments (`patch_moments`) of every frame of a split: `[N, T, P, 2 * len(COLORS)]`
+    float16, rendered like `load_attribute_cache` and cached on disk.
+
+    Raises:
+        ValueError: as `load_attribute_cache` and `patch_moments` raise.
+    """
+    cache = Path(data_dir) / "cache" / f"{split}-{len(records)}-moments-{patch_size}px-cell{cell_size}px.pt"
+    render = partial(_color_moments, patch_size=patch_size, image_size=image_size, cell_size=cell_size)
+    return _cached_render(cache, render, records, workers, f"rendering {split} colour moments")
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -83,17 +151,25 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 class PatchAttributePretrainer(nn.Module):
-    """The LangDC model's vision tower plus two linear heads predicting per-patch colour and shape fractions.
+    """The LangDC model's vision tower plus linear heads predicting per-patch colour and shape fractions and,
+    with `moment_weight` > 0, colour moments (`patch_moments`).
 
     Args:
         model: a `LangDCForConditionalGeneration`; its `vision_model` is trained in place.
+        moment_weight: weight of the moment head's mean squared error in the loss (0: no moment head).
 
     Forward: `pixel_values [F, 3, H, W]`, `color_targets [F, P, NUM_COLOR_CLASSES]`, `shape_targets
-    [F, P, NUM_SHAPE_CLASSES]` -> `{"loss": colour + shape soft cross-entropy}`.
+    [F, P, NUM_SHAPE_CLASSES]`, `moment_targets [F, P, 2 * len(COLORS)]` (only with a moment head) ->
+    `{"loss": colour + shape soft cross-entropy + moment_weight * moment MSE}`.
+
+    Raises:
+        ValueError: for a negative `moment_weight`, or `moment_targets` given or missing against it.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, moment_weight: float = 0.0):
         super().__init__()
+        if moment_weight < 0:
+            raise ValueError(f"`moment_weight` must be >= 0, got {moment_weight}.")
         # only the tower is a submodule (the Trainer saves this module's weights); features come from the model's
         # own `get_image_features`, so the heads see exactly what the expert and the pool branch consume
         self.vision_model = model.vision_model
@@ -101,28 +177,44 @@ class PatchAttributePretrainer(nn.Module):
         hidden = model.config.vision_config.hidden_size
         self.color_head = nn.Linear(hidden, NUM_COLOR_CLASSES)
         self.shape_head = nn.Linear(hidden, NUM_SHAPE_CLASSES)
+        self.moment_weight = moment_weight
+        self.moment_head = nn.Linear(hidden, 2 * len(COLORS)) if moment_weight else None
 
-    def forward(self, pixel_values, color_targets, shape_targets):
+    def forward(self, pixel_values, color_targets, shape_targets, moment_targets=None):
+        if (moment_targets is None) != (self.moment_head is None):
+            raise ValueError("`moment_targets` must be given exactly when the pretrainer has a moment head "
+                             f"(moment_weight {self.moment_weight}).")
         features = self.image_features(pixel_values)
         loss = soft_cross_entropy(self.color_head(features), color_targets)
         loss = loss + soft_cross_entropy(self.shape_head(features), shape_targets)
+        if self.moment_head is not None:
+            loss = loss + self.moment_weight * F.mse_loss(self.moment_head(features).float(), moment_targets.float())
         return {"loss": loss}
 
 
 class FrameDataset(Dataset):
-    """One item per (video, frame) of the pixel cache, with its per-patch targets."""
+    """One item per (video, frame) of the pixel cache, with its per-patch targets (`[N, T, ...]` each; `moments`
+    optional).
 
-    def __init__(self, pixels: torch.Tensor, colors: torch.Tensor, shapes: torch.Tensor):
-        if not pixels.shape[:2] == colors.shape[:2] == shapes.shape[:2]:
-            raise ValueError(f"pixels {tuple(pixels.shape[:2])}, colors {tuple(colors.shape[:2])} and shapes "
-                             f"{tuple(shapes.shape[:2])} must agree on [videos, frames].")
-        self.pixels, self.colors, self.shapes = pixels.flatten(0, 1), colors.flatten(0, 1), shapes.flatten(0, 1)
+    Raises:
+        ValueError: if the tensors disagree on `[videos, frames]`.
+    """
+
+    def __init__(self, pixels: torch.Tensor, colors: torch.Tensor, shapes: torch.Tensor,
+                 moments: torch.Tensor | None = None):
+        targets = {"color_targets": colors, "shape_targets": shapes}
+        if moments is not None:
+            targets["moment_targets"] = moments
+        shapes_seen = {name: tuple(t.shape[:2]) for name, t in {"pixel_values": pixels, **targets}.items()}
+        if len(set(shapes_seen.values())) > 1:
+            raise ValueError(f"The pixels and targets must agree on [videos, frames], got {shapes_seen}.")
+        self.tensors = {name: t.flatten(0, 1) for name, t in {"pixel_values": pixels, **targets}.items()}
 
     def __len__(self):
-        return self.pixels.shape[0]
+        return self.tensors["pixel_values"].shape[0]
 
     def __getitem__(self, i):
-        return {"pixel_values": self.pixels[i], "color_targets": self.colors[i], "shape_targets": self.shapes[i]}
+        return {name: tensor[i] for name, tensor in self.tensors.items()}
 
 
 def collate_frames(items: list[dict]) -> dict:

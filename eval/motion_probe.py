@@ -1,0 +1,155 @@
+"""How much of a move's direction the vision features keep: a probe on the expert's pooled cells.
+
+The expert sees each frame as `expert_pool_grid`² average-pooled patch features (`pool_patch_tokens`) and must
+write "the red circle moves left" from how they change across a clip's frames. This probe asks whether that
+change is decodable at all: for every clip in which exactly one visible object moves (the ground-truth states,
+`synthvid.truth.object_states`), a small classifier reads the clip's pooled features of the checkpoint's vision
+tower and predicts the direction (chance 25%). It is trained on one set of training videos and scored on later
+ones. A diagnostic for the vision side (train/RUNS.md, runs v24 and v30), not part of the model.
+
+    python -m eval.motion_probe --model . --data data/synthvid12k --output eval/results-synthvid-v30/probe.json
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoProcessor
+
+from synthvid import validate_spec
+from synthvid.files import write_text_atomic
+from synthvid.truth import object_states
+from tools.remote_code import import_remote
+from train.data import encode_videos, load_pixel_cache, read_split
+from train.stages import set_threads
+
+DIRECTIONS = ("left", "right", "up", "down")
+
+
+def clip_direction(states, frames: range) -> str | None:
+    """The direction of the one visible object that moves over `frames`, or `None` when no object or several
+    move, or the mover is hidden in one of them. `states`: `[T][N]` `ObjectState`s; image y grows downwards."""
+    movers = []
+    for index in range(len(states[0])):
+        track = [states[frame][index] for frame in frames]
+        dx = track[-1].position[0] - track[0].position[0]
+        dy = track[-1].position[1] - track[0].position[1]
+        if dx or dy:
+            movers.append((all(state.visible for state in track), dx, dy))
+    if len(movers) != 1 or not movers[0][0]:
+        return None
+    _, dx, dy = movers[0]
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
+
+
+def clip_labels(records: list[dict], frames_per_clip: int, num_frames: int) -> list[tuple[int, int, int]]:
+    """`(video, clip, direction index)` for every clip of `records` with exactly one visible mover.
+
+    Raises:
+        ValueError: if a video has not `num_frames` frames (the model's frames would not be the scene's).
+    """
+    labels = []
+    for video, record in enumerate(records):
+        scene = validate_spec(record["spec"])
+        if scene.num_frames != num_frames:
+            raise ValueError(f"{record.get('id', video)}: {scene.num_frames} frames, the model samples {num_frames}; "
+                             f"the probe needs videos of exactly the model's frames.")
+        states = object_states(scene)
+        for clip in range(scene.num_frames // frames_per_clip):
+            frames = range(clip * frames_per_clip, (clip + 1) * frames_per_clip)
+            direction = clip_direction(states, frames)
+            if direction is not None:
+                labels.append((video, clip, DIRECTIONS.index(direction)))
+    return labels
+
+
+class CellProbe(nn.Module):
+    """One MLP shared over the pooled cells, reading a cell's features in all frames of a clip; the cells' hidden
+    vectors are mean- and max-pooled and classified. `[B, frames, cells, D] -> [B, len(DIRECTIONS)]`."""
+
+    def __init__(self, frames: int, dim: int, hidden: int = 128):
+        super().__init__()
+        self.cell = nn.Sequential(nn.LayerNorm(frames * dim), nn.Linear(frames * dim, hidden), nn.GELU(),
+                                  nn.Linear(hidden, hidden), nn.GELU())
+        self.head = nn.Linear(2 * hidden, len(DIRECTIONS))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, frames, cells, dim = clips.shape
+        hidden = self.cell(clips.permute(0, 2, 1, 3).reshape(batch, cells, frames * dim))
+        return self.head(torch.cat([hidden.mean(1), hidden.amax(1)], dim=-1))
+
+
+def pooled_clips(model, pixels: torch.Tensor, labels: list[tuple[int, int, int]], grid: int,
+                 frames_per_clip: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`([n, frames_per_clip, grid², D] float32 features, [n] direction indices)` of the labelled clips."""
+    pool_patch_tokens = import_remote("modeling_langdc").pool_patch_tokens
+    features = encode_videos(model, pixels)  # [N, T, P, D]
+    num_videos, num_frames, patches, dim = features.shape
+    pooled = pool_patch_tokens(features.flatten(0, 1).float(), grid).reshape(num_videos, num_frames, grid * grid, dim)
+    clips = torch.stack([pooled[video, clip * frames_per_clip : (clip + 1) * frames_per_clip]
+                         for video, clip, _ in labels])
+    return clips, torch.tensor([direction for _, _, direction in labels])
+
+
+def train_probe(train_x, train_y, test_x, test_y, steps: int, seed: int) -> dict:
+    """Full-batch AdamW on `train_*`, scored on `test_*` (accuracy over the held-out clips)."""
+    torch.manual_seed(seed)
+    probe = CellProbe(train_x.shape[1], train_x.shape[-1])
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-2)
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(probe(train_x), train_y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        train_accuracy = (probe(train_x).argmax(-1) == train_y).float().mean().item()
+        test_accuracy = (probe(test_x).argmax(-1) == test_y).float().mean().item()
+    return {"train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "final_loss": loss.item()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="synthvid folder whose training split is read")
+    parser.add_argument("--train-videos", type=int, default=2000, help="probe training: the first N videos")
+    parser.add_argument("--test-videos", type=int, default=1000, help="probe test: the last N videos")
+    parser.add_argument("--grid", type=int, default=None, help="pooled grid side (default: expert_pool_grid)")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=None, help="JSON file for the result")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    records = read_split(args.data, "train")
+    if args.train_videos + args.test_videos > len(records):
+        parser.error(f"--train-videos + --test-videos ({args.train_videos + args.test_videos}) exceed the "
+                     f"{len(records)} training videos of {args.data}")
+    model = AutoModel.from_pretrained(args.model, trust_remote_code=True, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    config = model.config
+    grid = args.grid or config.expert_pool_grid
+    pixels = load_pixel_cache(args.data, "train", processor, config.num_frames)
+    splits = {"train": range(args.train_videos), "test": range(len(records) - args.test_videos, len(records))}
+    data = {}
+    for name, videos in splits.items():
+        labels = clip_labels([records[i] for i in videos], config.frames_per_clip, config.num_frames)
+        data[name] = pooled_clips(model, pixels[videos.start : videos.stop], labels, grid, config.frames_per_clip)
+    del pixels
+    result = train_probe(*data["train"], *data["test"], args.steps, args.seed)
+    result.update({"model": str(args.model), "grid": grid, "train_clips": len(data["train"][1]),
+                   "test_clips": len(data["test"][1]),
+                   "majority": torch.bincount(data["test"][1]).max().item() / len(data["test"][1]),
+                   "wall_seconds": time.perf_counter() - started})
+    print(json.dumps(result, indent=2))
+    if args.output:
+        write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
