@@ -89,8 +89,7 @@ def pooled_clips(model, pixels: torch.Tensor, labels: list[tuple[int, int, int]]
     """`([n, frames_per_clip, grid², D] float32 features, [n] direction indices)` of the labelled clips."""
     pool_patch_tokens = import_remote("modeling_langdc").pool_patch_tokens
     features = encode_videos(model, pixels)  # [N, T, P, D]
-    num_videos, num_frames, patches, dim = features.shape
-    pooled = pool_patch_tokens(features.flatten(0, 1).float(), grid).reshape(num_videos, num_frames, grid * grid, dim)
+    pooled = pool_patch_tokens(features.flatten(0, 1).float(), grid).unflatten(0, features.shape[:2])
     clips = torch.stack([pooled[video, clip * frames_per_clip : (clip + 1) * frames_per_clip]
                          for video, clip, _ in labels])
     return clips, torch.tensor([direction for _, _, direction in labels])
@@ -139,6 +138,8 @@ def main(argv=None) -> None:
     data = {}
     for name, videos in splits.items():
         labels = clip_labels([records[i] for i in videos], config.frames_per_clip, config.num_frames)
+        if not labels:
+            parser.error(f"no clip of the probe's {name} videos has exactly one visible mover; use more videos")
         data[name] = pooled_clips(model, pixels[videos.start : videos.stop], labels, grid, config.frames_per_clip)
     del pixels
     result = train_probe(*data["train"], *data["test"], args.steps, args.seed)

@@ -332,8 +332,8 @@ class StageDataset(Dataset):
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
             `mvbench_prompt_fraction` or `clip_describe_fraction` > 0 outside stage 3 (or the first without
-            `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown task, or `generated_captions` as
-            `set_generated_captions` raises.
+            `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown task, or
+            `generated_captions` as `set_generated_captions` raises.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
