@@ -24,6 +24,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +112,21 @@ class LangDCInfo:
     def compression_ratio(self) -> float:
         """`visual_tokens / full_visual_tokens` (0 when there is no media)."""
         return self.visual_tokens / self.full_visual_tokens if self.full_visual_tokens else 0.0
+
+
+class AnswerScore(NamedTuple):
+    """How likely the LLM finds one candidate answer ([`LangDCForConditionalGeneration.score_answers`]).
+
+    Attributes:
+        log_likelihood: sum over the answer's tokens of their log-probability, in nats (lmms-eval's `loglikelihood`).
+        num_tokens: the answer's tokens (with the end-of-turn token when it was scored).
+        is_greedy: every answer token is the LLM's most likely token after the ones before it (greedy decoding
+            would write the answer).
+    """
+
+    log_likelihood: float
+    num_tokens: int
+    is_greedy: bool
 
 
 @dataclass
@@ -1581,23 +1597,104 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             outputs += (infos,)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _chat_batch(
-        self, tokenizer, pixel_values, questions, generation_config, num_patches_list, data_flag, histories,
-        video_metadata, verbose, video_pixel_values=None, media_options=None,
-    ):
-        batch = len(questions)
-        _check_chat_inputs(questions, num_patches_list, histories, video_metadata)
-        if pixel_values is not None:
-            check_pixel_values(pixel_values, "pixel_values", self.config.vision_config)
-        flags = (
-            normalize_data_flags(data_flag, batch) if pixel_values is not None else [DATA_FLAG_TEXT] * batch
+    @torch.no_grad()
+    def score_answers(
+        self,
+        tokenizer,
+        pixel_values: torch.Tensor | None,
+        question: str,
+        answers: list[str],
+        num_patches_list: list[int] | None = None,
+        data_flag=None,
+        history: list[tuple[str, str]] | None = None,
+        video_pixel_values: torch.Tensor | None = None,
+        caption_ids: list[list[int]] | None = None,
+        image_features: torch.Tensor | None = None,
+        end_of_turn: bool = True,
+    ) -> list[AnswerScore]:
+        """Log-likelihood of candidate answers to one question: multiple choice by likelihood instead of generation
+        (lmms-eval's `loglikelihood` requests and `multiple_choice` tasks; the `(log-likelihood, is_greedy)` pair of
+        lm-eval-harness).
+
+        The prompt is built as in [`chat`]; the media are encoded and captioned once and the LLM prefills the
+        prompt once, then every answer is scored in one batched pass over the shared KV cache. An answer's text is
+        tokenized on its own after the assistant turn's opening, as training writes answers (`train.data`'s
+        `chat_conversation`), followed by the tokenizer's EOS (`<|im_end|>` in ChatML) when `end_of_turn`, so that
+        "grows" is not credited with the first token of "grows then shrinks".
+
+        Args:
+            tokenizer / pixel_values / question / num_patches_list / data_flag / history / video_pixel_values /
+                caption_ids: as in [`chat`].
+            answers: the candidate answers (non-empty strings), e.g. the four options of a question as the model
+                writes answers (`"grows (C)"`).
+            image_features: `[F, P, D_v]` vision-tower features of the tiles/frames (`get_image_features`), precomputed,
+                in place of `pixel_values` (scoring several questions about one video).
+            end_of_turn: also score the end-of-turn token after each answer (False for a raw continuation, as
+                lmms-eval's `loglikelihood` asks).
+
+        Returns:
+            One [`AnswerScore`] per answer, in order; rank them by `log_likelihood` for the preferred answer.
+
+        Raises:
+            ValueError: on an empty `answers` list, an answer that is not a string or has no tokens, `end_of_turn`
+                with a tokenizer without EOS token, and as [`chat`] on bad media inputs.
+        """
+        if not isinstance(answers, (list, tuple)) or not answers:
+            raise ValueError(f"`answers` must be a non-empty list of strings, got {answers!r:.80}.")
+        for i, answer in enumerate(answers):
+            if not isinstance(answer, str) or not answer:
+                raise ValueError(f"`answers[{i}]` must be a non-empty string, got {answer!r:.80}.")
+        if end_of_turn and tokenizer.eos_token is None:
+            raise ValueError("`end_of_turn=True` needs a tokenizer with an EOS token (the end of an assistant turn).")
+        _check_chat_inputs([question], None if num_patches_list is None else [num_patches_list], [history], None)
+        frames = self._frames(pixel_values, image_features)
+        patches = None if num_patches_list is None else [_one_sample_patches(num_patches_list)]
+        _, encoded, flags, patches = self._chat_prompts(tokenizer, frames, [question], patches, data_flag, [history])
+        suffix = tokenizer.eos_token if end_of_turn else ""
+        answer_ids = tokenizer([answer + suffix for answer in answers], add_special_tokens=False)["input_ids"]
+        inputs_embeds, mask, *_ = self._prepare_multimodal(
+            encoded["input_ids"].to(self._llm_device), encoded["attention_mask"].to(self._llm_device), pixel_values,
+            patches, flags, caption_ids=caption_ids, video_pixel_values=video_pixel_values,
+            image_features=image_features,
         )
-        if pixel_values is not None and num_patches_list is None:
+        prompt = self.language_model(inputs_embeds=inputs_embeds, attention_mask=mask,
+                                     position_ids=_positions_from_mask(mask), use_cache=True, logits_to_keep=1)
+        # targets [N, A] right-padded; log-probs of token j come from the prompt's last logits (j = 0) or from the
+        # answer's position j - 1, so the answers' last tokens are never fed
+        count, longest = len(answers), max(map(len, answer_ids))
+        targets = torch.full((count, longest), -1, dtype=torch.long, device=self._llm_device)
+        for row, ids in enumerate(answer_ids):
+            targets[row, : len(ids)] = torch.tensor(ids)
+        valid = targets >= 0
+        log_probs = prompt.logits[:, -1:].float().log_softmax(-1).expand(count, -1, -1)
+        if longest > 1:
+            cache = prompt.past_key_values
+            cache.batch_repeat_interleave(count)
+            fed = targets[:, :-1].clamp(min=0)
+            answer_mask = torch.cat([mask.expand(count, -1), valid[:, :-1].long()], dim=1)
+            positions = mask.shape[1] + torch.arange(longest - 1, device=self._llm_device).expand(count, -1)
+            logits = self.language_model(inputs_embeds=self.language_model.get_input_embeddings()(fed),
+                                         attention_mask=answer_mask, position_ids=positions,
+                                         past_key_values=cache, use_cache=True).logits
+            log_probs = torch.cat([log_probs, logits.float().log_softmax(-1)], dim=1)
+        token_scores = log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0].masked_fill(~valid, 0.0)
+        greedy = (log_probs.argmax(-1) == targets) | ~valid
+        return [
+            AnswerScore(token_scores[row].sum().item(), len(ids), bool(greedy[row].all()))
+            for row, ids in enumerate(answer_ids)
+        ]
+
+    def _chat_prompts(self, tokenizer, frames, questions, num_patches_list, data_flag, histories, verbose=False):
+        """Shared by `_chat_batch` and `score_answers`: the chat prompts of `questions` (InternVL placeholders added
+        on a first turn), tokenized and left-padded. `frames` is the tensor with one row per tile/frame (pixel
+        values or vision features; None for text only). Returns `(questions, encoded, flags, num_patches_list)`."""
+        batch = len(questions)
+        flags = normalize_data_flags(data_flag, batch) if frames is not None else [DATA_FLAG_TEXT] * batch
+        if frames is not None and num_patches_list is None:
             if batch != 1:
                 raise ValueError("`num_patches_list` is required for batch_chat with several samples.")
             # InternVL: all tiles are one image; a video's frames are one tile each
-            frames = pixel_values.shape[0]
-            num_patches_list = [[1] * frames if flags[0] == DATA_FLAG_VIDEO else [frames]]
+            num_patches_list = [[1] * frames.shape[0] if flags[0] == DATA_FLAG_VIDEO else [frames.shape[0]]]
         questions = [
             self._add_default_placeholders(question, history, num_patches_list[i] if num_patches_list else [], flags[i])
             for i, (question, history) in enumerate(zip(questions, histories))
@@ -1608,6 +1705,18 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 logger.info("LangDC prompt:\n%s", prompt)
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         self._check_placeholder_ids(tokenizer)
+        return questions, encoded, flags, num_patches_list
+
+    def _chat_batch(
+        self, tokenizer, pixel_values, questions, generation_config, num_patches_list, data_flag, histories,
+        video_metadata, verbose, video_pixel_values=None, media_options=None,
+    ):
+        _check_chat_inputs(questions, num_patches_list, histories, video_metadata)
+        if pixel_values is not None:
+            check_pixel_values(pixel_values, "pixel_values", self.config.vision_config)
+        questions, encoded, flags, num_patches_list = self._chat_prompts(
+            tokenizer, pixel_values, questions, num_patches_list, data_flag, histories, verbose
+        )
         gen_config = dict(generation_config.to_diff_dict() if isinstance(generation_config, GenerationConfig)
                           else (generation_config or {}))
         for key, default in (("num_return_sequences", 1), ("return_dict_in_generate", False)):

@@ -22,8 +22,8 @@ from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid.captions import caption_event_count
 from synthvid.files import write_atomic, write_text_atomic
 from synthvid.questions import LETTERS, format_answer
-from train.data import (IGNORE_INDEX, QUESTION_FORMATS, VIDEO_PROMPTS, chat_example, clip_caption_ids,
-                        multiple_choice_prompt, pad_chat_batch, read_split, video_prefix)
+from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
+                        video_prefix)
 
 ANSWER_PATTERN = re.compile(r"\(?([A-D])\)")
 
@@ -45,35 +45,22 @@ def named_option(response: str, options: list[str]) -> int | None:
     return options.index(text) if text in options else None
 
 
-@torch.no_grad()
 def option_log_likelihoods(model, tokenizer, features: torch.Tensor, num_patches: list[int], prompt: str,
                            question: dict, caption_ids: list[list[int]]) -> list[float]:
     """Log-likelihood (nats) of each option's full answer after the chat prompt, as training writes it
     (`format_answer`, "red circle (B)", then the end of turn), with the visual tokens of the greedy answer: the
-    vision features `[F, P, D_v]` of the video's frames and its clips' `caption_ids`.
+    vision features `[F, P, D_v]` of the video's frames and its clips' `caption_ids` (`model.score_answers`).
 
     The option ranked first is the model's preference over whole answers, free of greedy decoding's token-by-token
     commitment (an answer that starts with a colour of the options and ends with a shape of the video names no
     option); the log-likelihood multiple-choice score of lmms-eval's `multiple_choice` tasks. A diagnostic: the
     reported accuracy stays the greedy answer's letter (MVBench).
     """
-    rows, answer_lengths = [], []
-    for index, option in enumerate(question["options"]):
-        answer = format_answer({**question, "answer": index, "answer_text": option})
-        ids, labels = chat_example(tokenizer, model.config.system_message, prompt, answer)
-        rows.append((ids, labels))
-        answer_lengths.append(sum(label != IGNORE_INDEX for label in labels))
-    batch = pad_chat_batch(rows, tokenizer.pad_token_id)
-    count = len(rows)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   image_features=features.repeat(count, 1, 1), num_patches_list=[num_patches] * count,
-                   data_flag=3, caption_ids=caption_ids * count).logits.float().log_softmax(-1)
-    scores = []
-    for row, ((ids, _), length) in enumerate(zip(rows, answer_lengths)):
-        # the spliced batch is left-padded, so each answer is its row's last `length` tokens
-        targets = torch.tensor(ids[-length:], device=logits.device)
-        scores.append(logits[row, -length - 1 : -1].gather(-1, targets[:, None]).sum().item())
-    return scores
+    answers = [format_answer({**question, "answer": index, "answer_text": option})
+               for index, option in enumerate(question["options"])]
+    scores = model.score_answers(tokenizer, None, prompt, answers, num_patches_list=num_patches, data_flag=3,
+                                 caption_ids=caption_ids, image_features=features)
+    return [score.log_likelihood for score in scores]
 
 
 def samples(records, max_videos: int | None):

@@ -105,17 +105,66 @@ def test_unknown_model_args_and_several_videos_rejected(checkpoint_dir):
         wrapper.generate_until([_request(0, "What happens?", GEN_KWARGS)])
 
 
-def test_lmms_eval_cli_runs_local_video_task(checkpoint_dir, reference, tmp_path):
-    """`lmms-eval --model langdc` on the local MVBench-format task over the sample videos, offline."""
+def _loglikelihood_request(index: int, arguments: tuple) -> Instance:
+    return Instance("loglikelihood", arguments, index, metadata={"task": "toy", "doc_id": index, "repeats": 1})
+
+
+def test_loglikelihood_requests_scored_like_score_answers(checkpoint_dir, reference):
+    """`multiple_choice` options (strings after the target delimiter), a `doc_to_target` function and an
+    unconditional `acc_mutual_info` pair score as `score_answers` does; the options of one question share one
+    vision pass."""
+    wrapper = LangDC(pretrained=str(checkpoint_dir), dtype="float32", max_frames_num=FRAMES)
+    image = _image(1, (64, 64))
+    wrapper.task_dict = {"toy": {"test": [{"visuals": [str(VIDEO)]}, {"visuals": [image], "target": "a red circle"}]}}
+    visuals = lambda doc: doc["visuals"]  # noqa: E731
+    options = [" red (A)", " blue (B)", " grows then shrinks (C)"]
+    requests = [_loglikelihood_request(i, ("What colour?", option, visuals, 0, "toy", "test"))
+                for i, option in enumerate(options)]
+    requests.insert(1, _loglikelihood_request(3, ("What is shown?", lambda doc: doc["target"], visuals, 1, "toy",
+                                                  "test")))
+    requests.append(_loglikelihood_request(4, ("", "red (A)")))
+    vision_calls = []
+    handle = wrapper.model.vision_model.register_forward_hook(lambda *args: vision_calls.append(1))
+    try:
+        results = wrapper.loglikelihood(requests)
+    finally:
+        handle.remove()
+    assert len(vision_calls) == 2  # the three options of the video share one encoding
+
+    model, tokenizer, processor = reference
+    pixels, patches = processor.load_video(str(VIDEO), num_segments=FRAMES)
+    frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(FRAMES))
+    tiles = processor.load_image(image)
+    video = model.score_answers(tokenizer, pixels, frames + "What colour?", [o.strip() for o in options],
+                                num_patches_list=patches, data_flag=3, end_of_turn=False)
+    expected = [video[0], *model.score_answers(tokenizer, tiles, "<image>\nWhat is shown?", ["a red circle"],
+                                               num_patches_list=[len(tiles)], data_flag=1, end_of_turn=False),
+                *video[1:], *model.score_answers(tokenizer, None, "", ["red (A)"], end_of_turn=False)]
+    # (negative log-likelihood, is_greedy): lmms-eval's multiple-choice scoring takes the smallest first value
+    assert [r.text[0] for r in results] == pytest.approx([-e.log_likelihood for e in expected], abs=1e-4)
+    assert [r.text[1] for r in results] == [e.is_greedy for e in expected]
+
+    with pytest.raises(ValueError, match="non-empty string"):
+        wrapper.loglikelihood([_loglikelihood_request(0, ("What?", "  ", visuals, 0, "toy", "test"))])
+
+
+def _run_cli(checkpoint_dir, task: str, tmp_path) -> subprocess.CompletedProcess:
+    """`lmms-eval --model langdc --tasks TASK` on the local tasks, offline, logs with samples in `tmp_path/logs`."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     command = [
         str(Path(sys.executable).parent / "lmms-eval"), "--model", "langdc",
         "--model_args", f"pretrained={checkpoint_dir},max_frames_num={FRAMES},dtype=float32",
-        "--tasks", "langdc_samples", "--include_path", str(TASKS_DIR), "--batch_size", "1",
+        "--tasks", task, "--include_path", str(TASKS_DIR), "--batch_size", "1",
         "--output_path", str(tmp_path / "logs"), "--log_samples",
     ]
     run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_lmms_eval_cli_runs_local_video_task(checkpoint_dir, reference, tmp_path):
+    """`lmms-eval --model langdc` on the local MVBench-format task over the sample videos, offline."""
+    run = _run_cli(checkpoint_dir, "langdc_samples", tmp_path)
     assert "mvbench_accuracy" in run.stdout
     (results_file,) = list((tmp_path / "logs").rglob("*_results.json"))
     accuracy = json.loads(results_file.read_text())["results"]["langdc_samples"]["mvbench_accuracy,none"]
@@ -135,3 +184,25 @@ def test_lmms_eval_cli_runs_local_video_task(checkpoint_dir, reference, tmp_path
     assert sample["input"] == question[len(frames):]
     expected, _ = _direct_answer(reference, question, pixels, patches, 3, {"max_new_tokens": 16})
     assert sample["filtered_resps"] == expected
+
+
+def test_lmms_eval_cli_runs_local_likelihood_task(checkpoint_dir, reference, tmp_path):
+    """`--tasks langdc_samples_likelihood` (`multiple_choice`) goes through `loglikelihood`; its per-option scores are
+    `score_answers`' on the sample's own prompt."""
+    _run_cli(checkpoint_dir, "langdc_samples_likelihood", tmp_path)
+    (samples_file,) = list((tmp_path / "logs").rglob("*_samples_langdc_samples_likelihood.jsonl"))
+    samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    videos = json.loads((REPO_ROOT / "examples" / "samples.json").read_text())
+    assert len(samples) == sum(len(video["questions"]) for video in videos)
+    model, tokenizer, processor = reference
+    question = videos[0]["questions"][0]
+    pixels, patches = processor.load_video(str(REPO_ROOT / "examples" / videos[0]["video"]), num_segments=FRAMES)
+    frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(FRAMES))
+    options = [line[4:] + f" ({line[1]})" for line in question["prompt"].splitlines()[1:-1]]
+    expected = model.score_answers(tokenizer, pixels, frames + question["prompt"], options, num_patches_list=patches,
+                                   data_flag=3, end_of_turn=False)
+    sample = next(s for s in samples if s["doc_id"] == 0)
+    assert [float(nll) for nll, _ in sample["filtered_resps"]] == pytest.approx(
+        [-e.log_likelihood for e in expected], abs=1e-3)
+    best = max(range(len(expected)), key=lambda i: expected[i].log_likelihood)
+    assert sample["acc"] == float(best == options.index(question["answer"]))

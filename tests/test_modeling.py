@@ -461,3 +461,72 @@ def test_flops_formula_by_hand(model):
     with pytest.raises(ValueError):
         flops.decoder_prefill_flops(cfg, -1)
     assert math.isclose(flops.decoder_decode_flops(cfg, 5, 0), 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# score_answers: multiple choice by log-likelihood
+# ---------------------------------------------------------------------------------------------------------------
+def teacher_forced_scores(model, tokenizer, pixels, question, answer_ids, caption_ids):
+    """(sum of log-probs, all argmax) of each answer after the chat prompt, from one full `forward` per answer."""
+    messages = [{"role": "system", "content": model.config.system_message}, {"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    scores = []
+    for ids in answer_ids:
+        logits = model(input_ids=torch.tensor([prompt_ids + ids]), pixel_values=pixels,
+                       num_patches_list=[[1] * len(pixels)], data_flag=3, caption_ids=caption_ids).logits[0]
+        predicted = logits[-len(ids) - 1 : -1].float().log_softmax(-1)
+        targets = torch.tensor(ids)
+        scores.append((predicted.gather(-1, targets[:, None]).sum().item(),
+                       bool((predicted.argmax(-1) == targets).all())))
+    return scores
+
+
+def test_score_answers_equal_teacher_forced_log_likelihoods(model, tokenizer):
+    pixels, question = video_pixels(8), video_question(8)
+    _, info = model.chat(tokenizer, pixels, question, GEN, num_patches_list=[1] * 8, data_flag=3, return_info=True)
+    answers = ["b", "grows (C)", "grows then shrinks (B)"]
+    for end_of_turn in (True, False):
+        scores = model.score_answers(tokenizer, pixels, question, answers, num_patches_list=[1] * 8, data_flag=3,
+                                     end_of_turn=end_of_turn)
+        suffix = tokenizer.eos_token if end_of_turn else ""
+        answer_ids = [tokenizer(a + suffix, add_special_tokens=False)["input_ids"] for a in answers]
+        expected = teacher_forced_scores(model, tokenizer, pixels, question, answer_ids, info.caption_ids)
+        assert [s.num_tokens for s in scores] == [len(ids) for ids in answer_ids]
+        for score, (log_likelihood, greedy) in zip(scores, expected):
+            assert score.log_likelihood == pytest.approx(log_likelihood, abs=1e-4)
+            assert score.is_greedy == greedy
+    # precomputed vision features and given captions score the same
+    features = model.get_image_features(pixels)
+    again = model.score_answers(tokenizer, None, question, answers, num_patches_list=[1] * 8, data_flag=3,
+                                image_features=features, caption_ids=info.caption_ids, end_of_turn=False)
+    assert [s.log_likelihood for s in again] == pytest.approx([s.log_likelihood for s in scores], abs=1e-4)
+
+
+def test_score_answers_is_greedy_for_the_greedy_answer(model, tokenizer):
+    byte_b = tokenizer.convert_tokens_to_ids("b")
+
+    def prefer_b(module, inputs, logits):  # the LLM's argmax is "b" at every position
+        logits = logits.clone()
+        logits[..., byte_b] += 1e4
+        return logits
+
+    handle = model.language_model.get_output_embeddings().register_forward_hook(prefer_b)
+    try:
+        scores = model.score_answers(tokenizer, video_pixels(4), "<video>\nWhat?", ["bbb", "bab", "bbb"],
+                                     num_patches_list=[1] * 4, data_flag=3, end_of_turn=False)
+        with_end = model.score_answers(tokenizer, video_pixels(4), "<video>\nWhat?", ["bbb"],
+                                       num_patches_list=[1] * 4, data_flag=3)
+    finally:
+        handle.remove()
+    assert [s.is_greedy for s in scores] == [True, False, True]
+    assert scores[0].log_likelihood == pytest.approx(0.0, abs=1e-3) and scores[1].log_likelihood < -100
+    assert not with_end[0].is_greedy  # the end of turn is not "b"
+
+
+@pytest.mark.parametrize("answers, match", [([], "non-empty list"), (["a", ""], r"answers\[1\]"),
+                                            (["a", 3], r"answers\[1\]"), ("abc", "non-empty list")])
+def test_score_answers_rejects_bad_answers(model, tokenizer, answers, match):
+    with pytest.raises(ValueError, match=match):
+        model.score_answers(tokenizer, video_pixels(4), "<video>\nWhat?", answers, num_patches_list=[1] * 4,
+                            data_flag=3)

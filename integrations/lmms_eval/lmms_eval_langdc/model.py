@@ -5,7 +5,8 @@ Videos arrive as file paths (MVBench, Video-MME, ...): the checkpoint's processo
 line per frame (InternVL/PVC convention, `data_flag=3`). Images arrive as PIL images: one `<image>` per image with
 dynamic tiling (`data_flag` 1 or 2). Text-only requests have no placeholder. Requests are answered in batches of
 `batch_size` with one `batch_chat` call each (one vision call, one expert `generate`, one LLM `generate`).
-Each result reports the LLM's prompt length after compression as its input token count.
+Each result reports the LLM's prompt length after compression as its input token count. `loglikelihood` requests
+(lmms-eval's `multiple_choice` and `loglikelihood` tasks) are scored with the checkpoint's `score_answers`.
 """
 
 import torch
@@ -169,8 +170,60 @@ class LangDC(lmms):
         progress.close()
         return results
 
-    def loglikelihood(self, requests: list[Instance]):
-        raise NotImplementedError("LangDC answers by generation only: use generate_until tasks (MVBench, Video-MME).")
+    def continuation(self, request: Instance) -> tuple[str, str, object, object, str | None, str | None]:
+        """`(context, continuation, doc_to_visual, doc_id, task, split)` of a `loglikelihood` request.
+
+        `multiple_choice` tasks send each option as a string after the task's `target_delimiter` (a space by
+        default), `loglikelihood` tasks their `doc_to_target` function; the unconditional requests of
+        `acc_mutual_info` are `(context, continuation)` pairs without media. The delimiter's leading whitespace is
+        dropped: the continuation opens the assistant's turn of the chat template, as the model writes answers.
+
+        Raises:
+            ValueError: for a continuation that is not a string or is empty.
+        """
+        if len(request.args) == 2:
+            (context, target), (doc_to_visual, doc_id, task, split) = request.args, (None, None, None, None)
+        else:
+            context, target, doc_to_visual, doc_id, task, split = request.args
+        if callable(target):
+            target = target(self.task_dict[task][split][doc_id])
+        if not isinstance(target, str) or not target.strip():
+            raise ValueError(f"{task} doc {doc_id}: the continuation to score must be a non-empty string, got "
+                             f"{target!r:.80}.")
+        return context, target.lstrip(), doc_to_visual, doc_id, task, split
+
+    def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
+        """Score each request's continuation after its context with the checkpoint's `score_answers` (no
+        end-of-turn token: lmms-eval scores the continuation alone). Requests on the same document and context (the
+        options of one multiple-choice question) share one media encoding and one prefill.
+
+        Each result is `(negative log-likelihood in nats, is_greedy)`: lmms-eval's `multiple_choice` scoring picks
+        the option with the *smallest* first value (`np.argmin`, because its models return a loss; lmms-eval issue
+        #370), so the summed negative log-likelihood makes it pick the most likely option. The pair is wrapped in a
+        `GenerationResult`, which the evaluator passes through as it is (0.7.3's `unwrap_generation_output` turns a
+        plain tuple into its string).
+        """
+        groups: dict[tuple, list[int]] = {}
+        parsed = [self.continuation(request) for request in requests]
+        for index, (context, _, _, doc_id, task, split) in enumerate(parsed):
+            groups.setdefault((task, split, doc_id, context), []).append(index)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc="LangDC scoring")
+        for (task, split, doc_id, context), indices in groups.items():
+            doc_to_visual = parsed[indices[0]][2] if doc_id is not None else None
+            pixel_values, question, num_patches_list, flag = self.prepare(context, doc_to_visual, doc_id, task, split)
+            if pixel_values is not None:
+                pixel_values = pixel_values.to(self._device, self.model.dtype)
+            scores = self.model.score_answers(
+                self.tokenizer, pixel_values, question, [parsed[i][1] for i in indices],
+                num_patches_list=num_patches_list or None, data_flag=flag if pixel_values is not None else None,
+                end_of_turn=False,
+            )
+            for index, score in zip(indices, scores):
+                results[index] = GenerationResult(text=(-score.log_likelihood, score.is_greedy))
+            progress.update(len(indices))
+        progress.close()
+        return results
 
     def generate_until_multi_round(self, requests: list[Instance]):
         raise NotImplementedError("LangDC's lmms-eval wrapper does not implement multi-round generation.")
