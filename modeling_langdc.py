@@ -804,6 +804,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         data_flag=None,
         video_pixel_values: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
+        caption_weights: list[list[float]] | None = None,
     ) -> torch.Tensor:
         """Caption cross-entropy of the expert on ground-truth clip captions (training stage II,
         official `language_model/qwen_cap.py` `VideoQwenCapForCausalLM`).
@@ -817,12 +818,17 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             video_pixel_values: `[F, 3, H_v, W_v]` the same frames for the video encoder (two-encoder models only).
             image_features: `[F, P, D_v]` the vision tower's features of those frames, precomputed
                 (`get_image_features`; training with a frozen tower), instead of `pixel_values`.
+            caption_weights: optional weight of each caption token, one list per clip as long as its `caption_ids`
+                (the appended EOS weighs 1): the loss becomes the weighted mean, so that rare but decisive words
+                (a move's direction) count more than the words every caption repeats. Not in the paper, which
+                weighs every token alike (the default).
 
         Returns:
-            Mean token-level cross-entropy, shape `()`.
+            Mean token-level cross-entropy (weighted by `caption_weights` when given), shape `()`.
 
         Raises:
-            ValueError: if the number of captions differs from the number of clips, or the model has no expert.
+            ValueError: if the number of captions differs from the number of clips, `caption_weights` does not match
+                `caption_ids` or holds a negative weight, or the model has no expert.
         """
         if self.expert is None:
             raise ValueError("This model has no language expert (`use_expert=False`): there is no caption loss.")
@@ -838,7 +844,26 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         for i, ids in enumerate(caption_ids):
             # logits at position start-1+j predict caption token j; the one after the caption predicts EOS
             targets[i, start - 1 : start + len(ids)] = torch.tensor(ids + [eos], dtype=torch.long)
-        return F.cross_entropy(outputs.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        logits = outputs.logits.flatten(0, 1).float()
+        if caption_weights is None:
+            return F.cross_entropy(logits, targets.flatten(), ignore_index=IGNORE_INDEX)
+        weights = torch.zeros(targets.shape, device=logits.device)
+        for i, (ids, clip_weights) in enumerate(zip(caption_ids, self._check_caption_weights(caption_weights,
+                                                                                              caption_ids))):
+            weights[i, start - 1 : start + len(ids)] = torch.tensor(list(clip_weights) + [1.0])
+        token_losses = F.cross_entropy(logits, targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+        return (token_losses * weights.flatten()).sum() / weights.sum()
+
+    @staticmethod
+    def _check_caption_weights(caption_weights, caption_ids: list[list[int]]) -> list[list[float]]:
+        """`expert_caption_loss`'s `caption_weights`: one non-negative weight per caption token. Raises `ValueError`."""
+        if len(caption_weights) != len(caption_ids) or any(
+            len(w) != len(ids) for w, ids in zip(caption_weights, caption_ids)
+        ):
+            raise ValueError("`caption_weights` must hold one weight per token of `caption_ids`, clip by clip.")
+        if any(weight < 0 for clip in caption_weights for weight in clip):
+            raise ValueError("`caption_weights` must be non-negative.")
+        return caption_weights
 
     @torch.no_grad()
     def caption_clips(
@@ -1245,6 +1270,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         video_pixel_values: torch.FloatTensor | None = None,
         image_features: torch.FloatTensor | None = None,
+        caption_weights: list[list[float]] | None = None,
         **kwargs,
     ) -> LangDCCausalLMOutputWithPast:
         """Teacher-forced forward pass of the whole model.
@@ -1266,6 +1292,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 precomputed, in place of `pixel_values` (single-encoder models): training with a frozen tower
                 encodes each video once (`train/run.py --cache-vision-features`) instead of at every step.
 
+            caption_weights: per caption token weights of the expert's caption loss (see below and
+                [`expert_caption_loss`]); only without `input_ids`.
+
             Without `input_ids` (but with `pixel_values` and `caption_ids`), the LLM is not run and `loss` is the
             expert's caption cross-entropy ([`expert_caption_loss`], training stage II); routing it through
             `forward` keeps DDP/FSDP wrappers in the loop.
@@ -1279,8 +1308,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         has_media = pixel_values is not None or image_features is not None
         if input_ids is None and inputs_embeds is None and has_media and caption_ids is not None:
             loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag, video_pixel_values,
-                                            image_features)
+                                            image_features, caption_weights)
             return LangDCCausalLMOutputWithPast(loss=loss)
+        if caption_weights is not None:
+            raise ValueError("`caption_weights` weigh the expert's caption loss, computed without `input_ids`.")
         media = None
         if inputs_embeds is None and (has_media or past_key_values is None):
             inputs_embeds, attention_mask, labels, media, _, _, _ = self._prepare_multimodal(

@@ -340,6 +340,28 @@ def test_expert_caption_loss_trains_expert(make_model):
     assert model.expert_projector[0].weight.grad.abs().sum() > 0
 
 
+def test_caption_weights_weigh_each_caption_token(make_model):
+    """With weights w the caption loss is sum(w * l) / sum(w) over the tokens (EOS weighs 1): checked through three
+    weightings of one token k, whose own loss l_k follows from the unweighted and the k-dropped losses."""
+    model = make_model()
+    pixels, captions = video_pixels(8), [[70, 71, 72], [73]]
+
+    def loss(weights=None):
+        return model.expert_caption_loss(pixels, captions, [[1] * 8], 3, caption_weights=weights).item()
+
+    tokens = sum(map(len, captions)) + len(captions)  # with the EOS of each clip
+    plain = loss()
+    assert loss([[1.0, 1.0, 1.0], [1.0]]) == pytest.approx(plain, rel=1e-6)
+    dropped = loss([[1.0, 0.0, 1.0], [1.0]])
+    token_loss = tokens * plain - (tokens - 1) * dropped
+    assert loss([[1.0, 3.0, 1.0], [1.0]]) == pytest.approx((tokens * plain + 2 * token_loss) / (tokens + 2), rel=1e-5)
+    for bad, match in (([[1.0, 1.0], [1.0]], "one weight per token"), ([[1.0, -1.0, 1.0], [1.0]], "non-negative")):
+        with pytest.raises(ValueError, match=match):
+            loss(bad)
+    with pytest.raises(ValueError, match="without `input_ids`"):
+        model(input_ids=torch.tensor([[65, 66]]), caption_weights=[[1.0]])
+
+
 def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, tokenizer):
     """Training with a frozen tower feeds its cached features: the LLM loss, the expert's caption loss and the
     expert's captions are those of the pixels."""

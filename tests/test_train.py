@@ -1,6 +1,7 @@
 """Training on CPU: each stage runs a few steps on a micro synthvid set, its loss goes down, and the written
 checkpoint reloads through `AutoModel.from_pretrained(..., trust_remote_code=True)`."""
 
+import argparse
 import json
 import re
 
@@ -308,6 +309,36 @@ def test_stage_zero_learns_colour_moments_when_asked(stages, micro_data, tmp_pat
     with pytest.raises(SystemExit):
         run([*common, "--stage", "1", "--init", str(stages[0]), "--output", str(tmp_path / "bad"),
              "--max-steps", "1", "--moment-weight", "1"])
+
+
+def test_stage_two_weighs_caption_words_when_asked(stages, micro_data, tmp_path):
+    from train.data import LangDCCollator
+    from train.run import caption_token_weights, main as run, word_weights
+
+    assert word_weights("left=5,up=2.5,") == {"left": 5.0, "up": 2.5}
+    for bad in ("left", "left=x", "=2", "left=-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            word_weights(bad)
+    tokenizer = AutoTokenizer.from_pretrained(stages[2])
+    word = next(w for w in ("moves", "the", "a") if len(tokenizer(" " + w, add_special_tokens=False).input_ids) == 1)
+    weights = caption_token_weights(tokenizer, {word: 4.0})
+    (moves,) = weights
+    with pytest.raises(ValueError, match="not one"):
+        caption_token_weights(tokenizer, {"zzzqqq": 2.0})
+    features = torch.zeros(1, 4, 2, 3)
+    batch = LangDCCollator(None, 0, features, weights)(
+        [{"video": 0, "input_ids": None, "labels": None, "caption_ids": [[moves, 5], [6]]}])
+    assert batch["caption_weights"] == [[4.0, 1.0], [1.0]]
+
+    common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
+              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
+    run([*common, "--stage", "2", "--init", str(stages[1]), "--output", str(tmp_path / "weighted"), "--max-steps", "6",
+         "--freeze-vision-tower", "--cache-vision-features", "--caption-word-weights", f"{word}=4"])
+    first, last = first_and_last_loss(tmp_path / "weighted")
+    assert last < first
+    with pytest.raises(SystemExit):
+        run([*common, "--stage", "3", "--init", str(stages[2]), "--output", str(tmp_path / "bad"),
+             "--max-steps", "1", "--caption-word-weights", "left=2"])
 
 
 def test_pretrainer_checks_its_moment_targets(stages):

@@ -552,12 +552,14 @@ class StageDataset(Dataset):
 class LangDCCollator:
     """Batches stage items: right-padded `input_ids`/`labels`, the videos' frames concatenated as `pixel_values` (or
     their cached vision features as `image_features`), one `num_patches_list` entry (one tile per frame) and
-    `data_flag=3` per sample, `caption_ids` flattened per clip; text-stage items (no video) give the padded text
-    only."""
+    `data_flag=3` per sample, `caption_ids` flattened per clip (stage 2 with `caption_token_weights`: their
+    `caption_weights` too); text-stage items (no video) give the padded text only."""
 
     pixels: torch.Tensor | None  # [N_videos, T, 3, S, S] float16; None for the text stage or with `features`
     pad_token_id: int
     features: torch.Tensor | None = None  # [N_videos, T, P, D_v] float16 (`encode_videos`): used instead of pixels
+    # stage 2: caption-loss weight per expert token id (others weigh 1), given as `caption_weights` (`--caption-word-weights`)
+    caption_token_weights: dict[int, float] | None = None
 
     def __call__(self, items: list[dict]) -> dict:
         if items[0]["video"] is None:  # text stage: no media
@@ -572,4 +574,7 @@ class LangDCCollator:
         }
         if items[0]["input_ids"] is not None:
             batch.update(pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id))
+        elif self.caption_token_weights:
+            weights = self.caption_token_weights
+            batch["caption_weights"] = [[weights.get(token, 1.0) for token in clip] for clip in batch["caption_ids"]]
         return batch

@@ -132,6 +132,35 @@ def comma_separated(text: str) -> tuple[str, ...]:
     return tuple(item for item in text.split(",") if item)
 
 
+def word_weights(text: str) -> dict[str, float]:
+    """An argparse type: `"left=5,right=5"` -> `{"left": 5.0, "right": 5.0}` (`--caption-word-weights`)."""
+    weights = {}
+    for item in filter(None, text.split(",")):
+        word, _, weight = item.partition("=")
+        try:
+            weights[word.strip()] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected WORD=WEIGHT items, got {item!r}") from None
+        if not word.strip() or weights[word.strip()] < 0:
+            raise argparse.ArgumentTypeError(f"expected WORD=WEIGHT with a word and a weight >= 0, got {item!r}")
+    return weights
+
+
+def caption_token_weights(tokenizer, weights: dict[str, float]) -> dict[int, float]:
+    """Expert token id -> caption-loss weight of each word of `weights`, as captions write it (after a space).
+
+    Raises:
+        ValueError: for a word that is not one token of the vocabulary (it could not be weighted alone).
+    """
+    token_weights = {}
+    for word, weight in weights.items():
+        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"--caption-word-weights: {word!r} is {len(ids)} tokens, not one, in this vocabulary.")
+        token_weights[ids[0]] = weight
+    return token_weights
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="synthvid folder (python -m synthvid.build)")
@@ -201,6 +230,9 @@ def main(argv=None) -> None:
     parser.add_argument("--moment-weight", type=float, default=0.0,
                         help="stage 0: weight of the per-patch colour-moment regression (train.vision.patch_moments) "
                              "about the centres of the expert's pooled cells; 0 = colour and shape fractions only")
+    parser.add_argument("--caption-word-weights", type=word_weights, default=None, metavar="WORD=W[,WORD=W...]",
+                        help="stage 2: weigh these words' tokens in the expert's caption loss (others weigh 1), e.g. "
+                             "left=5,right=5,up=5,down=5")
     parser.add_argument("--logging-steps", type=int, default=25)
     parser.add_argument("--save-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -219,6 +251,8 @@ def main(argv=None) -> None:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.moment_weight and args.stage != 0:
         parser.error(f"--moment-weight belongs to stage 0, got --stage {args.stage}")
+    if args.caption_word_weights and args.stage != 2:
+        parser.error(f"--caption-word-weights belongs to stage 2, got --stage {args.stage}")
     set_threads(args.threads)
     started = time.perf_counter()
 
@@ -313,7 +347,8 @@ def main(argv=None) -> None:
         trained = PatchAttributePretrainer(model, args.moment_weight)
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
     else:
-        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features), model
+        weights = caption_token_weights(tokenizer, args.caption_word_weights) if args.caption_word_weights else None
+        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features, weights), model
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
           f"{count_trainable(model)}")
