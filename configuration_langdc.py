@@ -109,6 +109,13 @@ class LangDCConfig(PreTrainedConfig):
             a linear map of the clip's relative centre time t in (0, 1) expanded to `sin(pi 2^j t), cos(pi 2^j t)`
             for j < F (`ClipTimeEmbedding` in the modeling file; an extension, not in the paper or the official
             code). Image tiles get none.
+        expert_frame_difference (`bool`, defaults to `False`):
+            False (the paper's model): the expert reads each frame's pooled cells as they are. True: each pooled
+            cell of a video clip's frame also gets a linear map of how its pooled vision features changed since the
+            clip's previous frame (zero for the first frame; `FrameDifferenceProjector`, zero-initialised so that
+            turning it on leaves a trained expert's captions unchanged until it is trained), so that a move within
+            a cell is one token's input rather than a comparison across tokens. Image tiles get none. An extension,
+            not in the paper or the official code.
         official_soft_token_compat (`bool`, defaults to `False`):
             Reproduce the official inference off-by-one (`NIneeeeeem/LangDC` `arch.py`
             `prepare_inputs_labels_for_vqa_dualbranch`): the vector of the last prompt token comes first and the
@@ -200,6 +207,7 @@ class LangDCConfig(PreTrainedConfig):
     block_layout: str = "per_clip"
     official_soft_token_compat: bool = False
     clip_time_frequencies: int = 0
+    expert_frame_difference: bool = False
     image_token_id: int | None = None
     video_token_id: int | None = None
     system_message: str = DEFAULT_SYSTEM_MESSAGE
@@ -214,6 +222,8 @@ class LangDCConfig(PreTrainedConfig):
         for name in projector_fields + ("video_expert_projector_type", "video_pool_projector_type"):
             if getattr(self, name) not in PROJECTOR_TYPES:
                 raise ValueError(f"`{name}` must be one of {PROJECTOR_TYPES}, got {getattr(self, name)!r}.")
+        if not isinstance(self.expert_frame_difference, bool):
+            raise ValueError(f"`expert_frame_difference` must be a bool, got {self.expert_frame_difference!r}.")
         if self.block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"`block_layout` must be one of {BLOCK_LAYOUTS}, got {self.block_layout!r}.")
         if not self.use_expert and not self.use_pool_branch:

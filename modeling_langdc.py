@@ -380,6 +380,20 @@ def normalize_data_flags(data_flag, batch_size: int) -> list[int]:
 # ----------------------------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------------------------
+class FrameDifferenceProjector(nn.Linear):
+    """Maps the change of a frame's pooled vision features since the clip's previous frame, `[F, G*G, D_v]`, to
+    expert-embedding offsets `[F, G*G, D_e]` added to that frame's expert tokens (`expert_frame_difference`; no
+    bias, zero-initialised in `_init_weights`). An extension, not in the paper: within a 16 px cell a 2 px move
+    changes the cell's average only slightly, and the expert otherwise has to compare tokens 16 positions apart."""
+
+    def __init__(self, vision_dim: int, expert_dim: int):
+        super().__init__(vision_dim, expert_dim, bias=False)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        differences = torch.cat([torch.zeros_like(pooled[:1]), pooled[1:] - pooled[:-1]])
+        return super().forward(differences)
+
+
 class LangDCPreTrainedModel(PreTrainedModel):
     """Base class: the config class, the attention backends every tower supports, the modules `device_map` must not
     split, and the weight initialisation of LangDC's own modules (projectors, clip time embedding)."""
@@ -410,6 +424,8 @@ class LangDCPreTrainedModel(PreTrainedModel):
         if isinstance(module, ClipTimeEmbedding):  # starts at zero: a trained checkpoint is unchanged by adding it
             init.zeros_(module.weight)
             init.zeros_(module.bias)
+        if isinstance(module, FrameDifferenceProjector):  # the same: the expert's input is unchanged until trained
+            init.zeros_(module.weight)
 
 
 class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
@@ -432,6 +448,10 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             self.expert_projector = build_projector(config.expert_projector_type, vision_dim, expert_dim)
             self.expert = AutoModelForCausalLM.from_config(config.expert_config)
             self.caption_projector = build_projector(config.caption_projector_type, expert_dim, text_dim)
+        self.expert_frame_difference = (
+            FrameDifferenceProjector(vision_dim, expert_dim)
+            if config.use_expert and config.expert_frame_difference else None
+        )
         self.pool_projector = (
             build_projector(config.pool_projector_type, vision_dim, text_dim) if config.use_pool_branch else None
         )
@@ -666,7 +686,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         """Left-padded expert prompts `[N_clips, L, D_e]` (prefix | clip tokens | suffix) and their mask.
 
         A clip's tokens are its tiles'/frames' pooled vision tokens, followed by their pooled video tokens when
-        the model has a video encoder (official `project(..., "video")`: context first).
+        the model has a video encoder (official `project(..., "video")`: context first); with
+        `expert_frame_difference`, a video frame's tokens also get `FrameDifferenceProjector`'s offsets.
         """
         config = self.config
         if config.expert_prompt_prefix_ids is None or config.expert_prompt_suffix_ids is None:
@@ -678,6 +699,14 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             branches.append(pool_patch_tokens(projected, config.video_expert_pool_grid))
         prefix = embed(torch.tensor(config.expert_prompt_prefix_ids, device=embed.weight.device))
         suffix = embed(torch.tensor(config.expert_prompt_suffix_ids, device=embed.weight.device))
+        if self.expert_frame_difference is not None:
+            # a video clip's frames get the change of their pooled vision features (`expert_frame_difference`)
+            pooled = pool_patch_tokens(features.to(embed.weight.dtype), config.expert_pool_grid)
+            offsets = torch.zeros_like(branches[0])
+            for (start, end), is_video in zip(plan.clip_tiles, plan.clip_is_video):
+                if is_video:
+                    offsets[start:end] = self.expert_frame_difference(pooled[start:end])
+            branches[0] = branches[0] + offsets
         rows = []
         for start, end in plan.clip_tiles:
             clip = [tokens[start:end].reshape(-1, tokens.shape[-1]).to(embed.weight.device) for tokens in branches]

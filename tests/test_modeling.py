@@ -362,6 +362,37 @@ def test_caption_weights_weigh_each_caption_token(make_model):
         model(input_ids=torch.tensor([[65, 66]]), caption_weights=[[1.0]])
 
 
+def test_expert_frame_difference_starts_at_zero_and_sees_only_video_motion(make_model):
+    from tools.export_checkpoint import with_visual_tokens
+
+    base = make_model()
+    model = with_visual_tokens(base, expert_frame_difference=True)
+    assert model.expert_frame_difference.weight.abs().sum() == 0  # zero-initialised: the expert reads as before
+    moving, captions = video_pixels(8), [[70, 71, 72], [73]]
+    assert model.caption_clips(moving, [[1] * 8], 3) == base.caption_clips(moving, [[1] * 8], 3)
+
+    def loss(pixels, patches, flag, caption_ids=captions):
+        return model.expert_caption_loss(pixels, caption_ids, [patches], flag)
+
+    model.train()
+    loss(moving, [1] * 8, 3).backward()
+    assert model.expert_frame_difference.weight.grad.abs().sum() > 0  # stage 2 can train it
+    model.zero_grad()
+    with torch.no_grad():
+        before = {"moving": loss(moving, [1] * 8, 3), "static": loss(moving[:1].repeat(8, 1, 1, 1), [1] * 8, 3),
+                  "image": loss(moving[:3], [3], 1, [[70, 71]])}
+        torch.nn.init.normal_(model.expert_frame_difference.weight, std=1.0)
+        after = {"moving": loss(moving, [1] * 8, 3), "static": loss(moving[:1].repeat(8, 1, 1, 1), [1] * 8, 3),
+                 "image": loss(moving[:3], [3], 1, [[70, 71]])}
+    assert after["moving"] != pytest.approx(before["moving"])
+    assert after["static"] == pytest.approx(before["static"])  # frames that do not change add nothing
+    assert after["image"] == pytest.approx(before["image"])  # image tiles are not frames
+    with pytest.raises(ValueError, match="expert_frame_difference"):
+        type(base.config).from_dict({**base.config.to_dict(), "expert_frame_difference": "yes"})
+    dropped = with_visual_tokens(model, expert_frame_difference=False)
+    assert dropped.expert_frame_difference is None and not dropped.config.expert_frame_difference
+
+
 def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, tokenizer):
     """Training with a frozen tower feeds its cached features: the LLM loss, the expert's caption loss and the
     expert's captions are those of the pixels."""

@@ -7,7 +7,9 @@ With `--no-expert` the export is the no-expert baseline started from the source'
 pool projector and LLM, the expert and its projectors dropped (README "Token compressors": the baseline that the
 training-free compressors run on, trained further with `train.run`); `--pool-grid` sets the pool tokens per frame
 side, with or without the expert; `--clip-time-frequencies F` adds a zero-initialised `clip_time_embedding`
-(`LangDCConfig.clip_time_frequencies`), so the export answers as the source does until it is trained.
+(`LangDCConfig.clip_time_frequencies`), and `--expert-frame-difference` a zero-initialised
+`expert_frame_difference` (`LangDCConfig.expert_frame_difference`), so the export answers as the source does until
+they are trained.
 """
 
 import argparse
@@ -21,14 +23,16 @@ from tools.remote_code import import_remote
 
 EXPERT_MODULES = ("expert", "expert_projector", "caption_projector", "video_expert_projector")
 TIME_MODULE = "clip_time_embedding"  # LangDCModel's attribute; train.stages and train.run name it through this
+DIFFERENCE_MODULE = "expert_frame_difference"  # the same for the expert's frame-difference projector
 
 
 def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = True,
-                       clip_time_frequencies: int | None = None):
+                       clip_time_frequencies: int | None = None, expert_frame_difference: bool | None = None):
     """`model` with another visual-token layout and the same trained weights: `pool_grid**2` pool-branch tokens per
     frame (`None`: unchanged), with `use_expert=False` the no-expert baseline (the expert branch, `EXPERT_MODULES`,
-    dropped; every other module keeps its weights), and with `clip_time_frequencies` a new `clip_time_embedding`
-    (zero-initialised; 0 drops it; `None`: unchanged).
+    dropped; every other module keeps its weights), with `clip_time_frequencies` a new `clip_time_embedding`
+    (zero-initialised; 0 drops it; `None`: unchanged), and with `expert_frame_difference` a new zero-initialised
+    `expert_frame_difference` projector (False drops it; `None`: unchanged).
 
     The pool projector maps single vision features, so it applies at any pool grid (its inputs are averages over
     fewer patches: training adapts it). Raises `ValueError` when `model` has no pool branch (the only visual input
@@ -42,29 +46,35 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     changes = {"use_expert": use_expert} | ({} if pool_grid is None else {"pool_grid": pool_grid})
     if clip_time_frequencies is not None:
         changes["clip_time_frequencies"] = clip_time_frequencies
+    if expert_frame_difference is not None:
+        changes["expert_frame_difference"] = expert_frame_difference
     # a config built anew validates its fields: a bad value raises ValueError here, before any weight is built
     config = type(model.config).from_dict({**model.config.to_dict(), **changes})
     reconfigured = type(model)(config).to(model.dtype)
     weights = model.state_dict()
     if config.clip_time_frequencies != model.config.clip_time_frequencies:  # the time embedding starts anew, at zero
         weights = {name: value for name, value in weights.items() if name.split(".")[0] != TIME_MODULE}
+    if config.expert_frame_difference != model.config.expert_frame_difference:  # so does the difference projector
+        weights = {name: value for name, value in weights.items() if name.split(".")[0] != DIFFERENCE_MODULE}
     missing, unexpected = reconfigured.load_state_dict(weights, strict=False)
     unexpected = [name for name in unexpected if name.split(".")[0] not in EXPERT_MODULES]
-    missing = [name for name in missing if name.split(".")[0] != TIME_MODULE]
+    missing = [name for name in missing if name.split(".")[0] not in (TIME_MODULE, DIFFERENCE_MODULE)]
     if missing or unexpected:
         raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
     return reconfigured.eval()
 
 
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
-           use_expert: bool = True, clip_time_frequencies: int | None = None) -> list[str]:
+           use_expert: bool = True, clip_time_frequencies: int | None = None,
+           expert_frame_difference: bool | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
-    repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies`
-    change its visual tokens first (`with_visual_tokens`)."""
+    repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
+    `expert_frame_difference` change its visual tokens first (`with_visual_tokens`)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
-    if pool_grid is not None or not use_expert or clip_time_frequencies is not None:
-        model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies)
+    changes = (pool_grid, clip_time_frequencies, expert_frame_difference)
+    if not use_expert or any(change is not None for change in changes):
+        model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_frame_difference)
     processor = load_processor(source)
     return save_checkpoint(model, processor.tokenizer, processor, target)
 
@@ -80,13 +90,16 @@ def main(argv=None) -> None:
     parser.add_argument("--clip-time-frequencies", type=int, default=None,
                         help="add a zero-initialised clip time embedding with this many frequencies (0: drop it; "
                              "default: SOURCE's)")
+    parser.add_argument("--expert-frame-difference", action="store_true", default=None,
+                        help="add a zero-initialised expert frame-difference projector (default: SOURCE's)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
-                   args.clip_time_frequencies)
+                   args.clip_time_frequencies, args.expert_frame_difference)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
-                    if args.clip_time_frequencies is not None else ""])
+                    if args.clip_time_frequencies is not None else "",
+                    ", expert frame difference" if args.expert_frame_difference else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 
