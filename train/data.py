@@ -558,7 +558,8 @@ class LangDCCollator:
     pixels: torch.Tensor | None  # [N_videos, T, 3, S, S] float16; None for the text stage or with `features`
     pad_token_id: int
     features: torch.Tensor | None = None  # [N_videos, T, P, D_v] float16 (`encode_videos`): used instead of pixels
-    # stage 2: caption-loss weight per expert token id (others weigh 1), given as `caption_weights` (`--caption-word-weights`)
+    # stage 2: caption-loss weight per expert token id (others weigh 1), sent as `caption_weights`
+    # (`--caption-word-weights`)
     caption_token_weights: dict[int, float] | None = None
 
     def __call__(self, items: list[dict]) -> dict:
