@@ -85,11 +85,19 @@ class CellProbe(nn.Module):
 
 
 def pooled_clips(model, pixels: torch.Tensor, labels: list[tuple[int, int, int]], grid: int,
-                 frames_per_clip: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`([n, frames_per_clip, grid², D] float32 features, [n] direction indices)` of the labelled clips."""
+                 frames_per_clip: int, expert_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`([n, frames_per_clip, grid², D] float32 features, [n] direction indices)` of the labelled clips: the
+    tower's pooled features, or with `expert_tokens` the expert's prompt tokens of those frames (`expert_projector`,
+    then pooled, as `_expert_prompts` builds them; a model with `expert_frame_difference` is refused)."""
     pool_patch_tokens = import_remote("modeling_langdc").pool_patch_tokens
     features = encode_videos(model, pixels)  # [N, T, P, D]
-    pooled = pool_patch_tokens(features.flatten(0, 1).float(), grid).unflatten(0, features.shape[:2])
+    flat = features.flatten(0, 1).float()
+    if expert_tokens:
+        if getattr(model, "expert_frame_difference", None) is not None:
+            raise ValueError("--expert-tokens reads `expert_projector` alone; this model adds frame differences.")
+        with torch.no_grad():
+            flat = model.expert_projector(flat)
+    pooled = pool_patch_tokens(flat, grid).unflatten(0, features.shape[:2])
     clips = torch.stack([pooled[video, clip * frames_per_clip : (clip + 1) * frames_per_clip]
                          for video, clip, _ in labels])
     return clips, torch.tensor([direction for _, _, direction in labels])
@@ -118,6 +126,8 @@ def main(argv=None) -> None:
     parser.add_argument("--train-videos", type=int, default=2000, help="probe training: the first N videos")
     parser.add_argument("--test-videos", type=int, default=1000, help="probe test: the last N videos")
     parser.add_argument("--grid", type=int, default=None, help="pooled grid side (default: expert_pool_grid)")
+    parser.add_argument("--expert-tokens", action="store_true",
+                        help="probe the expert's prompt tokens (after expert_projector) instead of the tower's features")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -140,10 +150,12 @@ def main(argv=None) -> None:
         labels = clip_labels([records[i] for i in videos], config.frames_per_clip, config.num_frames)
         if not labels:
             parser.error(f"no clip of the probe's {name} videos has exactly one visible mover; use more videos")
-        data[name] = pooled_clips(model, pixels[videos.start : videos.stop], labels, grid, config.frames_per_clip)
+        data[name] = pooled_clips(model, pixels[videos.start : videos.stop], labels, grid, config.frames_per_clip,
+                                  args.expert_tokens)
     del pixels
     result = train_probe(*data["train"], *data["test"], args.steps, args.seed)
-    result.update({"model": str(args.model), "grid": grid, "train_clips": len(data["train"][1]),
+    result.update({"model": str(args.model), "grid": grid, "expert_tokens": args.expert_tokens,
+                   "train_clips": len(data["train"][1]),
                    "test_clips": len(data["test"][1]),
                    "majority": torch.bincount(data["test"][1]).max().item() / len(data["test"][1]),
                    "wall_seconds": time.perf_counter() - started})

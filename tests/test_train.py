@@ -358,7 +358,7 @@ def test_pretrainer_checks_its_moment_targets(stages):
 
 
 def test_motion_probe_labels_clips_with_one_visible_mover(stages, micro_data, tmp_path):
-    from eval.motion_probe import DIRECTIONS, clip_direction, clip_labels, main as probe
+    from eval.motion_probe import DIRECTIONS, clip_direction, clip_labels, main as probe, pooled_clips
     from train.data import read_split
     from synthvid import validate_spec
     from synthvid.truth import object_states
@@ -381,6 +381,13 @@ def test_motion_probe_labels_clips_with_one_visible_mover(stages, micro_data, tm
     result = json.loads(output.read_text())
     assert result["grid"] == 2 and 0.0 <= result["test_accuracy"] <= 1.0
     assert result["train_clips"] == len(clip_labels(read_split(micro_data, "train")[:4], 4, 16))
+    probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "4", "--test-videos", "2",
+           "--steps", "3", "--threads", "2", "--expert-tokens", "--output", str(output)])
+    assert json.loads(output.read_text())["expert_tokens"] is True
+    model = AutoModel.from_pretrained(stages[3], trust_remote_code=True, dtype=torch.float32).eval()
+    pixels = torch.zeros(1, model.config.num_frames, 3, 64, 64)
+    expert_clips, _ = pooled_clips(model, pixels, [(0, 0, 0)], 2, 4, expert_tokens=True)
+    assert expert_clips.shape[-1] == model.config.expert_config.hidden_size  # the expert's width, not the tower's
     with pytest.raises(SystemExit):
         probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "6", "--test-videos", "1"])
 
