@@ -341,6 +341,38 @@ def test_stage_two_weighs_caption_words_when_asked(stages, micro_data, tmp_path)
              "--max-steps", "1", "--caption-word-weights", "left=2"])
 
 
+def test_word_loss_is_the_experts_cross_entropy_on_those_words(stages, micro_data, tmp_path):
+    from eval.word_loss import main as word_loss_main, word_loss
+    from train.data import clip_caption_ids, read_split
+
+    model = AutoModel.from_pretrained(stages[2], trust_remote_code=True, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(stages[2])
+    processor = AutoProcessor.from_pretrained(stages[2], trust_remote_code=True)
+    record = read_split(micro_data, "train")[0]
+    captions = clip_caption_ids(tokenizer, record)
+    word = next(w for w in ("the", "a") if len(tokenizer(" " + w, add_special_tokens=False).input_ids) == 1)
+    token = tokenizer(" " + word, add_special_tokens=False).input_ids[0]
+    result = word_loss(model, tokenizer, processor, micro_data, [record], (word,))
+    assert result["tokens"] == sum(ids.count(token) for ids in captions) and result["uniform"] == 0.0
+    # the same from the expert's per-token log-probabilities: teacher-forced, only that word's positions
+    pixels, patches = processor.load_video(str(micro_data / record["video"]))
+    plan = model._plan_media_without_prompt([patches], [3], pixels.shape[0])
+    with torch.no_grad():
+        features, video_features = model._encode_frames(pixels, None, plan)
+        prompts, mask = model._expert_prompts(features, plan, video_features)
+        outputs, start = model._expert_teacher_forced(prompts, mask, captions, output_hidden_states=False)
+    log_probs = outputs.logits.float().log_softmax(-1)
+    expected = [-log_probs[i, start - 1 + j, token].item()
+                for i, ids in enumerate(captions) for j, t in enumerate(ids) if t == token]
+    assert result["cross_entropy"] == pytest.approx(sum(expected) / len(expected), rel=1e-4)
+    with pytest.raises(ValueError, match="No clip caption"):
+        word_loss(model, tokenizer, processor, micro_data, [], (word,))
+    output = tmp_path / "loss.json"
+    word_loss_main(["--model", str(stages[2]), "--data", str(micro_data), "--split", "train", "--words", word,
+                    "--max-videos", "1", "--output", str(output)])
+    assert json.loads(output.read_text())["cross_entropy"] == pytest.approx(result["cross_entropy"])
+
+
 def test_pretrainer_checks_its_moment_targets(stages):
     from train.vision import FrameDataset, PatchAttributePretrainer
 
