@@ -393,6 +393,27 @@ def test_expert_frame_difference_starts_at_zero_and_sees_only_video_motion(make_
     assert dropped.expert_frame_difference is None and not dropped.config.expert_frame_difference
 
 
+def test_deepen_expert_adds_identity_layers_on_top(make_model):
+    from tools.export_checkpoint import deepen_expert, with_visual_tokens
+
+    base = make_model()
+    layers = base.config.expert_config.num_hidden_layers
+    deeper = deepen_expert(base, layers + 2)
+    assert len(deeper.expert.model.layers) == deeper.config.expert_config.num_hidden_layers == layers + 2
+    assert len(deeper.config.expert_config.layer_types) == layers + 2
+    pixels, captions = video_pixels(8), [[70, 71, 72], [73]]
+    assert deeper.caption_clips(pixels, [[1] * 8], 3) == base.caption_clips(pixels, [[1] * 8], 3)
+    torch.testing.assert_close(deeper.expert_caption_loss(pixels, captions, [[1] * 8], 3),
+                               base.expert_caption_loss(pixels, captions, [[1] * 8], 3))
+    deeper.train()
+    deeper.expert_caption_loss(pixels, captions, [[1] * 8], 3).backward()
+    assert deeper.expert.model.layers[-1].self_attn.o_proj.weight.grad.abs().sum() > 0  # stage 2 can train them
+    with pytest.raises(ValueError, match="must exceed"):
+        deepen_expert(base, layers)
+    with pytest.raises(ValueError, match="no expert"):
+        deepen_expert(with_visual_tokens(base, use_expert=False), layers + 1)
+
+
 def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, tokenizer):
     """Training with a frozen tower feeds its cached features: the LLM loss, the expert's caption loss and the
     expert's captions are those of the pixels."""

@@ -8,8 +8,8 @@ pool projector and LLM, the expert and its projectors dropped (README "Token com
 training-free compressors run on, trained further with `train.run`); `--pool-grid` sets the pool tokens per frame
 side, with or without the expert; `--clip-time-frequencies F` adds a zero-initialised `clip_time_embedding`
 (`LangDCConfig.clip_time_frequencies`), and `--expert-frame-difference` a zero-initialised
-`expert_frame_difference` (`LangDCConfig.expert_frame_difference`), so the export answers as the source does until
-they are trained.
+`expert_frame_difference` (`LangDCConfig.expert_frame_difference`), and `--expert-layers N` identity-initialised
+expert layers on top (`deepen_expert`), so the export answers as the source does until they are trained.
 """
 
 import argparse
@@ -64,17 +64,49 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     return reconfigured.eval()
 
 
+def deepen_expert(model, num_layers: int):
+    """`model` with `num_layers` expert decoder layers: its own, then new ones on top whose attention output and MLP
+    down projections are zero, so that each new block passes its input through its residual and the expert captions
+    exactly as before until stage 2 trains them (depth up-scaling with identity-initialised blocks).
+
+    Raises:
+        ValueError: if `model` has no expert or `num_layers` is not more than its expert's layers.
+    """
+    if model.expert is None:
+        raise ValueError("`model` has no expert (`use_expert=False`) to deepen.")
+    old = model.config.expert_config.num_hidden_layers
+    if num_layers <= old:
+        raise ValueError(f"`num_layers` must exceed the expert's {old} layers, got {num_layers}.")
+    expert_config = model.config.expert_config.to_dict()
+    layer_types = expert_config.get("layer_types") or ["full_attention"] * old
+    expert_config.update(num_hidden_layers=num_layers, layer_types=layer_types + [layer_types[-1]] * (num_layers - old))
+    config = type(model.config).from_dict({**model.config.to_dict(), "expert_config": expert_config})
+    deeper = type(model)(config).to(model.dtype)
+    missing, unexpected = deeper.load_state_dict(model.state_dict(), strict=False)
+    new_layers = tuple(f"expert.model.layers.{i}." for i in range(old, num_layers))
+    if unexpected or any(not name.startswith(new_layers) for name in missing):
+        raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for layer in deeper.expert.model.layers[old:]:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+    return deeper.eval()
+
+
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
            use_expert: bool = True, clip_time_frequencies: int | None = None,
-           expert_frame_difference: bool | None = None) -> list[str]:
+           expert_frame_difference: bool | None = None, expert_layers: int | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
-    `expert_frame_difference` change its visual tokens first (`with_visual_tokens`)."""
+    `expert_frame_difference` change its visual tokens first (`with_visual_tokens`); `expert_layers` deepens its
+    expert (`deepen_expert`)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
     changes = (pool_grid, clip_time_frequencies, expert_frame_difference)
     if not use_expert or any(change is not None for change in changes):
         model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_frame_difference)
+    if expert_layers is not None:
+        model = deepen_expert(model, expert_layers)
     processor = load_processor(source)
     return save_checkpoint(model, processor.tokenizer, processor, target)
 
@@ -92,14 +124,17 @@ def main(argv=None) -> None:
                              "default: SOURCE's)")
     parser.add_argument("--expert-frame-difference", action="store_true", default=None,
                         help="add a zero-initialised expert frame-difference projector (default: SOURCE's)")
+    parser.add_argument("--expert-layers", type=int, default=None,
+                        help="deepen the expert to this many layers, the new ones identity-initialised (deepen_expert)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
-                   args.clip_time_frequencies, args.expert_frame_difference)
+                   args.clip_time_frequencies, args.expert_frame_difference, args.expert_layers)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
                     if args.clip_time_frequencies is not None else "",
-                    ", expert frame difference" if args.expert_frame_difference else ""])
+                    ", expert frame difference" if args.expert_frame_difference else "",
+                    f", expert layers {args.expert_layers}" if args.expert_layers else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 
