@@ -24,6 +24,8 @@ from tools.remote_code import import_remote
 EXPERT_MODULES = ("expert", "expert_projector", "caption_projector", "video_expert_projector")
 TIME_MODULE = "clip_time_embedding"  # LangDCModel's attribute; train.stages and train.run name it through this
 DIFFERENCE_MODULE = "expert_frame_difference"  # the same for the expert's frame-difference projector
+# modules that start at zero when their config field turns them on, so an export answers as its source until trained
+ZERO_STARTED_MODULES = {"clip_time_frequencies": TIME_MODULE, "expert_frame_difference": DIFFERENCE_MODULE}
 
 
 def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = True,
@@ -51,14 +53,12 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     # a config built anew validates its fields: a bad value raises ValueError here, before any weight is built
     config = type(model.config).from_dict({**model.config.to_dict(), **changes})
     reconfigured = type(model)(config).to(model.dtype)
-    weights = model.state_dict()
-    if config.clip_time_frequencies != model.config.clip_time_frequencies:  # the time embedding starts anew, at zero
-        weights = {name: value for name, value in weights.items() if name.split(".")[0] != TIME_MODULE}
-    if config.expert_frame_difference != model.config.expert_frame_difference:  # so does the difference projector
-        weights = {name: value for name, value in weights.items() if name.split(".")[0] != DIFFERENCE_MODULE}
+    restarted = {module for field, module in ZERO_STARTED_MODULES.items()
+                 if getattr(config, field) != getattr(model.config, field)}  # these start anew, at zero
+    weights = {name: value for name, value in model.state_dict().items() if name.split(".")[0] not in restarted}
     missing, unexpected = reconfigured.load_state_dict(weights, strict=False)
     unexpected = [name for name in unexpected if name.split(".")[0] not in EXPERT_MODULES]
-    missing = [name for name in missing if name.split(".")[0] not in (TIME_MODULE, DIFFERENCE_MODULE)]
+    missing = [name for name in missing if name.split(".")[0] not in ZERO_STARTED_MODULES.values()]
     if missing or unexpected:
         raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
     return reconfigured.eval()

@@ -136,13 +136,14 @@ def word_weights(text: str) -> dict[str, float]:
     """An argparse type: `"left=5,right=5"` -> `{"left": 5.0, "right": 5.0}` (`--caption-word-weights`)."""
     weights = {}
     for item in filter(None, text.split(",")):
-        word, _, weight = item.partition("=")
+        word, _, weight = (part.strip() for part in item.partition("="))
         try:
-            weights[word.strip()] = float(weight)
+            value = float(weight)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected WORD=WEIGHT items, got {item!r}") from None
-        if not word.strip() or weights[word.strip()] < 0:
+        if not word or value < 0:
             raise argparse.ArgumentTypeError(f"expected WORD=WEIGHT with a word and a weight >= 0, got {item!r}")
+        weights[word] = value
     return weights
 
 
