@@ -23,6 +23,7 @@ from .video_encoder_langdc import InternVideo2Config
 
 PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
 BLOCK_LAYOUTS = ("per_clip", "pool_then_captions")
+EXPERT_TOKEN_LAYOUTS = ("frames", "tubelets")
 EXPERT_CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 DEFAULT_SYSTEM_MESSAGE = "You are a helpful AI assistant."
 # The expert sees one clip at the `<image>` placeholder (official expert prompt, `NIneeeeeem/LangDC`
@@ -55,7 +56,8 @@ class LangDCConfig(PreTrainedConfig):
         num_frames (`int`, defaults to 16):
             Frames sampled per video by default (segment centres).
         expert_projector_type (`str`, defaults to `"mlp2x_gelu"`):
-            Vision dim -> expert dim projector (`linear` or `mlp2x_gelu`), applied before pooling.
+            Vision dim -> expert dim projector (`linear` or `mlp2x_gelu`), applied before pooling (after it, to
+            `frames_per_clip * D_v` tubelets, with `expert_token_layout="tubelets"`).
         expert_pool_grid (`int`, defaults to 4):
             Each tile/frame is average-pooled to `expert_pool_grid**2` tokens before entering the expert.
         caption_projector_type (`str`, defaults to `"linear"`):
@@ -109,13 +111,17 @@ class LangDCConfig(PreTrainedConfig):
             a linear map of the clip's relative centre time t in (0, 1) expanded to `sin(pi 2^j t), cos(pi 2^j t)`
             for j < F (`ClipTimeEmbedding` in the modeling file; an extension, not in the paper or the official
             code). Image tiles get none.
-        expert_frame_difference (`bool`, defaults to `False`):
-            False (the paper's model): the expert reads each frame's pooled cells as they are. True: each pooled
-            cell of a video clip's frame also gets a linear map of how its pooled vision features changed since the
-            clip's previous frame (zero for the first frame; `FrameDifferenceProjector`, zero-initialised so that
-            turning it on leaves a trained expert's captions unchanged until it is trained), so that a move within
-            a cell is one token's input rather than a comparison across tokens. Image tiles get none. An extension,
-            not in the paper or the official code.
+        expert_token_layout (`str`, defaults to `"frames"`):
+            How a clip's pooled cells enter the expert. `"frames"` (the paper's model): `expert_projector` maps every
+            patch of every tile/frame, each tile/frame is pooled to `expert_pool_grid**2` tokens, and a clip is its
+            frames' tokens one after the other, so a move is a comparison between tokens `expert_pool_grid**2`
+            positions apart. `"tubelets"`: each frame is pooled first, and each cell's features in the clip's
+            `frames_per_clip` frames are concatenated in time order into one tubelet token that `expert_projector`
+            (input `frames_per_clip * D_v`) maps, so a move within a cell is one token's input: `expert_pool_grid**2`
+            tokens per clip and tile. A clip with fewer frames repeats its last one, and an image is a still clip
+            (each tile's cells repeated). Needs the same tiles per frame within a clip. An extension, in the spirit
+            of the tubelet embeddings of video transformers (ViViT, InternVideo2); the paper and the official code
+            have none (train/RUNS.md, run v35).
         official_soft_token_compat (`bool`, defaults to `False`):
             Reproduce the official inference off-by-one (`NIneeeeeem/LangDC` `arch.py`
             `prepare_inputs_labels_for_vqa_dualbranch`): the vector of the last prompt token comes first and the
@@ -207,7 +213,7 @@ class LangDCConfig(PreTrainedConfig):
     block_layout: str = "per_clip"
     official_soft_token_compat: bool = False
     clip_time_frequencies: int = 0
-    expert_frame_difference: bool = False
+    expert_token_layout: str = "frames"
     image_token_id: int | None = None
     video_token_id: int | None = None
     system_message: str = DEFAULT_SYSTEM_MESSAGE
@@ -222,8 +228,10 @@ class LangDCConfig(PreTrainedConfig):
         for name in projector_fields + ("video_expert_projector_type", "video_pool_projector_type"):
             if getattr(self, name) not in PROJECTOR_TYPES:
                 raise ValueError(f"`{name}` must be one of {PROJECTOR_TYPES}, got {getattr(self, name)!r}.")
-        if not isinstance(self.expert_frame_difference, bool):
-            raise ValueError(f"`expert_frame_difference` must be a bool, got {self.expert_frame_difference!r}.")
+        if self.expert_token_layout not in EXPERT_TOKEN_LAYOUTS:
+            raise ValueError(
+                f"`expert_token_layout` must be one of {EXPERT_TOKEN_LAYOUTS}, got {self.expert_token_layout!r}."
+            )
         if self.block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"`block_layout` must be one of {BLOCK_LAYOUTS}, got {self.block_layout!r}.")
         if not self.use_expert and not self.use_pool_branch:

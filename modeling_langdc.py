@@ -8,7 +8,8 @@ busy clip gets many tokens and a static clip few. The chat API follows PVC/Inter
 
 Data flow, for a batch of samples:
   1. all tiles/frames of all samples -> vision tower, one call -> patch features `[F, P, D_v]`;
-  2. expert branch: `expert_projector` -> avg-pool to `expert_pool_grid` -> one clip = its tiles/frames;
+  2. expert branch: `expert_projector` -> avg-pool to `expert_pool_grid` -> one clip = its tiles/frames (with
+     `expert_token_layout="tubelets"`: avg-pool -> each cell's frames concatenated -> `expert_projector`);
      all clips of all samples are captioned in ONE batched expert `generate` (greedy, explicit EOS ids);
   3. soft tokens: vectors of the generated caption tokens at `soft_token_layer` -> `caption_projector`;
   4. pool branch (dual model): `pool_projector` -> avg-pool to `pool_grid` -> fixed tokens per tile/frame;
@@ -160,6 +161,7 @@ class _MediaPlan:
     placeholder_blocks: list[list[list[tuple[str, int]]]]  # per sample, per placeholder: [(block kind, clip)]
     tiles_per_sample: list[int]
     clip_is_video: list[bool]  # frames of a video (one chunk) or tiles of an image
+    clip_frames: list[int]  # frames of each clip (1 for an image: its tiles are one frame)
 
     def video_clip_times(self) -> dict[int, float]:
         """Relative centre time in (0, 1) of every video clip (clip index -> time): the middle of its frames over
@@ -380,18 +382,27 @@ def normalize_data_flags(data_flag, batch_size: int) -> list[int]:
 # ----------------------------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------------------------
-class FrameDifferenceProjector(nn.Linear):
-    """Maps the change of a frame's pooled vision features since the clip's previous frame, `[F, G*G, D_v]`, to
-    expert-embedding offsets `[F, G*G, D_e]` added to that frame's expert tokens (`expert_frame_difference`; no
-    bias, zero-initialised in `_init_weights`). An extension, not in the paper: within a 16 px cell a 2 px move
-    changes the cell's average only slightly, and the expert otherwise has to compare tokens 16 positions apart."""
+def clip_tubelets(pooled: torch.Tensor, clip_tiles: list[tuple[int, int]], clip_frames: list[int],
+                  frames_per_clip: int) -> list[torch.Tensor]:
+    """Tubelet tokens of every clip (`expert_token_layout="tubelets"`): `[F, C, D]` pooled cells of all tiles/frames
+    -> `[tiles_per_frame * C, frames_per_clip * D]` per clip, each row one cell of one tile with its features in the
+    clip's frames concatenated in time order. A clip of fewer frames repeats its last frame (as the video encoder's
+    chunks are padded), so an image (one frame of tiles) is a still clip.
 
-    def __init__(self, vision_dim: int, expert_dim: int):
-        super().__init__(vision_dim, expert_dim, bias=False)
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        differences = torch.cat([torch.zeros_like(pooled[:1]), pooled[1:] - pooled[:-1]])
-        return super().forward(differences)
+    Raises:
+        ValueError: if a clip's tiles are not `clip_frames` frames of equally many tiles, or it has more frames than
+            `frames_per_clip`.
+    """
+    tubelets = []
+    for (start, end), frames in zip(clip_tiles, clip_frames):
+        if (end - start) % frames or frames > frames_per_clip:
+            raise ValueError(f"A clip of {end - start} tiles in {frames} frames cannot form tubelets of "
+                             f"{frames_per_clip} frames: each frame needs the same tiles, at most {frames_per_clip} "
+                             "frames per clip.")
+        cells = pooled[start:end].unflatten(0, (frames, -1))  # [frames, tiles, C, D]
+        cells = torch.cat([cells, cells[-1:].expand(frames_per_clip - frames, *cells.shape[1:])])
+        tubelets.append(cells.permute(1, 2, 0, 3).flatten(2).flatten(0, 1))
+    return tubelets
 
 
 class LangDCPreTrainedModel(PreTrainedModel):
@@ -424,8 +435,6 @@ class LangDCPreTrainedModel(PreTrainedModel):
         if isinstance(module, ClipTimeEmbedding):  # starts at zero: a trained checkpoint is unchanged by adding it
             init.zeros_(module.weight)
             init.zeros_(module.bias)
-        if isinstance(module, FrameDifferenceProjector):  # the same: the expert's input is unchanged until trained
-            init.zeros_(module.weight)
 
 
 class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
@@ -445,13 +454,11 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         self.vision_model = AutoModel.from_config(config.vision_config)
         self.expert_projector = self.expert = self.caption_projector = None
         if config.use_expert:
-            self.expert_projector = build_projector(config.expert_projector_type, vision_dim, expert_dim)
+            # tubelets concatenate a cell's features in all frames of a clip (`clip_tubelets`)
+            frames = config.frames_per_clip if config.expert_token_layout == "tubelets" else 1
+            self.expert_projector = build_projector(config.expert_projector_type, frames * vision_dim, expert_dim)
             self.expert = AutoModelForCausalLM.from_config(config.expert_config)
             self.caption_projector = build_projector(config.caption_projector_type, expert_dim, text_dim)
-        self.expert_frame_difference = (
-            FrameDifferenceProjector(vision_dim, expert_dim)
-            if config.use_expert and config.expert_frame_difference else None
-        )
         self.pool_projector = (
             build_projector(config.pool_projector_type, vision_dim, text_dim) if config.use_pool_branch else None
         )
@@ -504,6 +511,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         """
         config = self.config
         clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample, clip_is_video = [], [], [], [], []
+        clip_frames = []
         tile_offset = 0
         for sample, (ids, patches, flag) in enumerate(zip(rows, num_patches_list, data_flags)):
             # list.count, not a loop reading the config per token: config attribute access is slow in transformers 5
@@ -535,6 +543,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                         f"has {len(patches)} images."
                     )
                 clips = [(s, e) for s, e in zip(starts, ends)]
+                clip_frames.extend([1] * len(clips))
                 first_clip = len(clip_tiles)
                 blocks = [self._clip_blocks([first_clip + i]) for i in range(len(clips))]
             else:
@@ -545,6 +554,13 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 frames = len(patches)
                 fpc = config.frames_per_clip
                 clips = [(starts[i], ends[min(i + fpc, frames) - 1]) for i in range(0, frames, fpc)]
+                clip_frames.extend(min(fpc, frames - i) for i in range(0, frames, fpc))
+                if config.expert_token_layout == "tubelets" and any(
+                        len(set(patches[i : i + fpc])) > 1 for i in range(0, frames, fpc)):
+                    raise ValueError(
+                        f"Sample {sample}: tubelet expert tokens (`expert_token_layout`) need the same tiles in "
+                        f"every frame of a clip, got num_patches_list={patches}."
+                    )
                 first_clip = len(clip_tiles)
                 clip_ids = list(range(first_clip, first_clip + len(clips)))
                 if num_videos == 1 and num_images == 0:
@@ -569,7 +585,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"sum(num_patches_list) = {tile_offset} but pixel_values holds {num_tiles} tiles/frames."
             )
-        return _MediaPlan(clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample, clip_is_video)
+        return _MediaPlan(clip_tiles, clip_sample, placeholder_blocks, tiles_per_sample, clip_is_video, clip_frames)
 
     def _clip_blocks(self, clip_ids: list[int]) -> list[tuple[str, int]]:
         """Block order for the clips of one placeholder, following `block_layout` and `use_pool_branch`.
@@ -685,32 +701,31 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded expert prompts `[N_clips, L, D_e]` (prefix | clip tokens | suffix) and their mask.
 
-        A clip's tokens are its tiles'/frames' pooled vision tokens, followed by their pooled video tokens when
-        the model has a video encoder (official `project(..., "video")`: context first); with
-        `expert_frame_difference`, a video frame's tokens also get `FrameDifferenceProjector`'s offsets.
+        A clip's tokens are its tiles'/frames' pooled vision tokens (or, with `expert_token_layout="tubelets"`, its
+        tubelet tokens, `clip_tubelets`), followed by their pooled video tokens when the model has a video encoder
+        (official `project(..., "video")`: context first).
         """
         config = self.config
         if config.expert_prompt_prefix_ids is None or config.expert_prompt_suffix_ids is None:
             raise ValueError("The expert prompt ids are not set: call `config.set_expert_prompt(expert_tokenizer)`.")
         embed = self.expert.get_input_embeddings()
-        branches = [pool_patch_tokens(self.expert_projector(features.to(embed.weight.dtype)), config.expert_pool_grid)]
+        features = features.to(embed.weight.dtype)
+        if config.expert_token_layout == "tubelets":
+            pooled = pool_patch_tokens(features, config.expert_pool_grid)
+            tubelets = clip_tubelets(pooled, plan.clip_tiles, plan.clip_frames, config.frames_per_clip)
+            projected = self.expert_projector(torch.cat(tubelets))
+            clips = [[tokens] for tokens in projected.split([len(t) for t in tubelets])]
+        else:
+            tokens = pool_patch_tokens(self.expert_projector(features), config.expert_pool_grid)
+            clips = [[tokens[start:end].flatten(0, 1)] for start, end in plan.clip_tiles]
         if video_features is not None:
             projected = self.video_expert_projector(video_features.to(embed.weight.dtype))
-            branches.append(pool_patch_tokens(projected, config.video_expert_pool_grid))
+            tokens = pool_patch_tokens(projected, config.video_expert_pool_grid)
+            for clip, (start, end) in zip(clips, plan.clip_tiles):
+                clip.append(tokens[start:end].flatten(0, 1))
         prefix = embed(torch.tensor(config.expert_prompt_prefix_ids, device=embed.weight.device))
         suffix = embed(torch.tensor(config.expert_prompt_suffix_ids, device=embed.weight.device))
-        if self.expert_frame_difference is not None:
-            # a video clip's frames get the change of their pooled vision features (`expert_frame_difference`)
-            pooled = pool_patch_tokens(features.to(embed.weight.dtype), config.expert_pool_grid)
-            offsets = torch.zeros_like(branches[0])
-            for (start, end), is_video in zip(plan.clip_tiles, plan.clip_is_video):
-                if is_video:
-                    offsets[start:end] = self.expert_frame_difference(pooled[start:end])
-            branches[0] = branches[0] + offsets
-        rows = []
-        for start, end in plan.clip_tiles:
-            clip = [tokens[start:end].reshape(-1, tokens.shape[-1]).to(embed.weight.device) for tokens in branches]
-            rows.append(torch.cat([prefix, *clip, suffix]))
+        rows = [torch.cat([prefix, *(tokens.to(embed.weight.device) for tokens in clip), suffix]) for clip in clips]
         max_positions = getattr(config.expert_config, "max_position_embeddings", None)
         longest = max(row.shape[0] for row in rows) + config.max_caption_tokens
         if max_positions is not None and longest > max_positions:

@@ -86,20 +86,23 @@ class CellProbe(nn.Module):
 
 def pooled_clips(model, pixels: torch.Tensor, labels: list[tuple[int, int, int]], grid: int,
                  frames_per_clip: int, expert_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """`([n, frames_per_clip, grid², D] float32 features, [n] direction indices)` of the labelled clips: the
-    tower's pooled features, or with `expert_tokens` the expert's prompt tokens of those frames (`expert_projector`,
-    then pooled, as `_expert_prompts` builds them; a model with `expert_frame_difference` is refused)."""
-    pool_patch_tokens = import_remote("modeling_langdc").pool_patch_tokens
+    """`([n, frames, grid², D] float32 features, [n] direction indices)` of the labelled clips: the tower's pooled
+    features (`frames = frames_per_clip`), or with `expert_tokens` the expert's prompt tokens of those clips as
+    `_expert_prompts` builds them: per frame (`expert_projector`, then pooled), or for a tubelet model one token per
+    cell (`frames = 1`: pooled, each cell's frames concatenated, then `expert_projector`)."""
+    modeling = import_remote("modeling_langdc")
     features = encode_videos(model, pixels)  # [N, T, P, D]
+    tubelets = expert_tokens and model.config.expert_token_layout == "tubelets"
     flat = features.flatten(0, 1).float()
-    if expert_tokens:
-        if getattr(model, "expert_frame_difference", None) is not None:
-            raise ValueError("--expert-tokens reads `expert_projector` alone; this model adds frame differences.")
+    if expert_tokens and not tubelets:
         with torch.no_grad():
             flat = model.expert_projector(flat)
-    pooled = pool_patch_tokens(flat, grid).unflatten(0, features.shape[:2])
+    pooled = modeling.pool_patch_tokens(flat, grid).unflatten(0, features.shape[:2])
     clips = torch.stack([pooled[video, clip * frames_per_clip : (clip + 1) * frames_per_clip]
                          for video, clip, _ in labels])
+    if tubelets:
+        with torch.no_grad():  # [n, frames, cells, D] -> [n, 1, cells, frames * D] -> the projector
+            clips = model.expert_projector(clips.permute(0, 2, 1, 3).flatten(2)).unsqueeze(1)
     return clips, torch.tensor([direction for _, _, direction in labels])
 
 

@@ -1,6 +1,7 @@
 """Model behaviour on tiny random configs: token accounting, batching, caching, attention backends, errors."""
 
 import contextlib
+import importlib
 import math
 from unittest import mock
 
@@ -362,35 +363,66 @@ def test_caption_weights_weigh_each_caption_token(make_model):
         model(input_ids=torch.tensor([[65, 66]]), caption_weights=[[1.0]])
 
 
-def test_expert_frame_difference_starts_at_zero_and_sees_only_video_motion(make_model):
+def test_clip_tubelets_stack_each_cells_frames_in_time_order(make_model):
+    clip_tubelets = importlib.import_module(type(make_model()).__module__).clip_tubelets
+    pooled = torch.arange(9 * 2 * 3, dtype=torch.float32).view(9, 2, 3)  # 9 tiles/frames, 2 cells, D = 3
+    # a video clip of 4 frames, one of 3 frames (the last repeats), and an image of 2 tiles (a still clip)
+    tubelets = clip_tubelets(pooled, [(0, 4), (4, 7), (7, 9)], [4, 3, 1], 4)
+    assert [tuple(t.shape) for t in tubelets] == [(2, 12), (2, 12), (4, 12)]
+    assert torch.equal(tubelets[0][1], pooled[0:4, 1].flatten())  # cell 1 in frames 0, 1, 2, 3
+    assert torch.equal(tubelets[1][0], pooled[[4, 5, 6, 6], 0].flatten())
+    assert torch.equal(tubelets[2][3], pooled[8, 1].repeat(4))  # tile 2, cell 1, the same in every frame
+    with pytest.raises(ValueError, match="cannot form tubelets"):
+        clip_tubelets(pooled, [(0, 9)], [9], 4)
+
+
+def test_tubelet_expert_reads_one_token_per_cell_and_clip(make_model, tokenizer):
     from tools.export_checkpoint import with_visual_tokens
 
     base = make_model()
-    model = with_visual_tokens(base, expert_frame_difference=True)
-    assert model.expert_frame_difference.weight.abs().sum() == 0  # zero-initialised: the expert reads as before
-    moving, captions = video_pixels(8), [[70, 71, 72], [73]]
-    assert model.caption_clips(moving, [[1] * 8], 3) == base.caption_clips(moving, [[1] * 8], 3)
+    model = with_visual_tokens(base, expert_token_layout="tubelets")
+    grid, frames = model.config.expert_pool_grid, model.config.frames_per_clip
+    assert model.expert_projector[0].in_features == frames * base.expert_projector[0].in_features
+    pixels = video_pixels(8)
 
-    def loss(pixels, patches, flag, caption_ids=captions):
-        return model.expert_caption_loss(pixels, caption_ids, [patches], flag)
+    def prompt_lengths(m, patches, flag, pixels=pixels):
+        plan = m._plan_media_without_prompt([patches], [flag], pixels.shape[0])
+        _, mask = m._expert_prompts(m.get_image_features(pixels), plan)
+        return mask.sum(-1).tolist()
 
+    prompt = len(base.config.expert_prompt_prefix_ids) + len(base.config.expert_prompt_suffix_ids)
+    assert prompt_lengths(base, [1] * 8, 3) == [prompt + frames * grid**2] * 2
+    assert prompt_lengths(model, [1] * 8, 3) == [prompt + grid**2] * 2
+    assert prompt_lengths(model, [3], 1, pixels[:3]) == [prompt + 3 * grid**2]  # an image: one token per tile cell
+    # a still image and the video clip of that frame repeated are the same tubelets, so the same captions
+    still = pixels[:1]
+    assert model.caption_clips(still, [[1]], 1) == model.caption_clips(still.repeat(4, 1, 1, 1), [[1] * 4], 3)
+    # the order of the frames is each token's input: once trained (here: random) the projector tells reversed clips
+    torch.nn.init.normal_(model.expert_projector[0].weight.data)
+    features = model.get_image_features(pixels)
+    plan = model._plan_media_without_prompt([[1] * 8], [3], 8)
+    reversed_features = features.view(2, 4, *features.shape[1:]).flip(1).flatten(0, 1)
+    prompts = model._expert_prompts(features, plan)[0]
+    assert not torch.allclose(prompts, model._expert_prompts(reversed_features, plan)[0])
     model.train()
-    loss(moving, [1] * 8, 3).backward()
-    assert model.expert_frame_difference.weight.grad.abs().sum() > 0  # stage 2 can train it
-    model.zero_grad()
-    with torch.no_grad():
-        before = {"moving": loss(moving, [1] * 8, 3), "static": loss(moving[:1].repeat(8, 1, 1, 1), [1] * 8, 3),
-                  "image": loss(moving[:3], [3], 1, [[70, 71]])}
-        torch.nn.init.normal_(model.expert_frame_difference.weight, std=1.0)
-        after = {"moving": loss(moving, [1] * 8, 3), "static": loss(moving[:1].repeat(8, 1, 1, 1), [1] * 8, 3),
-                 "image": loss(moving[:3], [3], 1, [[70, 71]])}
-    assert after["moving"] != pytest.approx(before["moving"])
-    assert after["static"] == pytest.approx(before["static"])  # frames that do not change add nothing
-    assert after["image"] == pytest.approx(before["image"])  # image tiles are not frames
-    with pytest.raises(ValueError, match="expert_frame_difference"):
-        type(base.config).from_dict({**base.config.to_dict(), "expert_frame_difference": "yes"})
-    dropped = with_visual_tokens(model, expert_frame_difference=False)
-    assert dropped.expert_frame_difference is None and not dropped.config.expert_frame_difference
+    model.expert_caption_loss(pixels, [[70, 71], [72]], [[1] * 8], 3).backward()
+    assert model.expert_projector[0].weight.grad.abs().sum() > 0  # stage 2 trains the tubelet projector
+    with pytest.raises(ValueError, match="same tiles in every frame"):
+        model.caption_clips(video_pixels(6), [[2, 1, 1, 1, 1]], 3)
+    with pytest.raises(ValueError, match="expert_token_layout"):
+        make_model(expert_token_layout="cubes")
+
+
+def test_retile_expert_projector_keeps_a_still_clips_projection():
+    from tools.export_checkpoint import retile_expert_projector
+
+    weight = torch.randn(5, 3)
+    weights = {"w": weight.clone()}
+    retile_expert_projector(weights, "w", "frames", "tubelets", 4)
+    frame = torch.randn(3)
+    assert torch.allclose(weights["w"] @ frame.repeat(4), weight @ frame, atol=1e-6)
+    retile_expert_projector(weights, "w", "tubelets", "frames", 4)
+    assert torch.allclose(weights["w"], weight, atol=1e-6)
 
 
 def test_deepen_expert_adds_identity_layers_on_top(make_model):

@@ -7,9 +7,10 @@ With `--no-expert` the export is the no-expert baseline started from the source'
 pool projector and LLM, the expert and its projectors dropped (README "Token compressors": the baseline that the
 training-free compressors run on, trained further with `train.run`); `--pool-grid` sets the pool tokens per frame
 side, with or without the expert; `--clip-time-frequencies F` adds a zero-initialised `clip_time_embedding`
-(`LangDCConfig.clip_time_frequencies`), and `--expert-frame-difference` a zero-initialised
-`expert_frame_difference` (`LangDCConfig.expert_frame_difference`), and `--expert-layers N` identity-initialised
-expert layers on top (`deepen_expert`), so the export answers as the source does until they are trained.
+(`LangDCConfig.clip_time_frequencies`) and `--expert-layers N` identity-initialised expert layers on top
+(`deepen_expert`), so the export answers as the source does until they are trained; `--expert-token-layout tubelets`
+gives the expert one token per pooled cell and clip (`LangDCConfig.expert_token_layout`; its captions change until
+stage 2 retrains it).
 """
 
 import argparse
@@ -23,23 +24,36 @@ from tools.remote_code import import_remote
 
 EXPERT_MODULES = ("expert", "expert_projector", "caption_projector", "video_expert_projector")
 TIME_MODULE = "clip_time_embedding"  # LangDCModel's attribute; train.stages and train.run name it through this
-DIFFERENCE_MODULE = "expert_frame_difference"  # the same for the expert's frame-difference projector
 # modules that start at zero when their config field turns them on, so an export answers as its source until trained
-ZERO_STARTED_MODULES = {"clip_time_frequencies": TIME_MODULE, "expert_frame_difference": DIFFERENCE_MODULE}
+ZERO_STARTED_MODULES = {"clip_time_frequencies": TIME_MODULE}
+
+
+def retile_expert_projector(weights: dict, key: str, old_layout: str, new_layout: str, frames: int) -> None:
+    """Carry the expert projector's input layer `weights[key]` (`[D_e, D_v]` per frame, or `[D_e, frames * D_v]` per
+    tubelet) over to `new_layout`, in place: to tubelets each frame's block is the old map over `frames`, so a still
+    clip's tubelet enters that layer as its frame did; back to frames the blocks are summed. Pooling then comes
+    before the projector instead of after it (`LangDCConfig.expert_token_layout`), so stage 2 must retrain the
+    expert either way."""
+    if old_layout == new_layout:
+        return
+    weight = weights[key]
+    weights[key] = weight.repeat(1, frames) / frames if new_layout == "tubelets" else weight.unflatten(
+        1, (frames, -1)).sum(1)
 
 
 def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = True,
-                       clip_time_frequencies: int | None = None, expert_frame_difference: bool | None = None):
+                       clip_time_frequencies: int | None = None, expert_token_layout: str | None = None):
     """`model` with another visual-token layout and the same trained weights: `pool_grid**2` pool-branch tokens per
     frame (`None`: unchanged), with `use_expert=False` the no-expert baseline (the expert branch, `EXPERT_MODULES`,
     dropped; every other module keeps its weights), with `clip_time_frequencies` a new `clip_time_embedding`
-    (zero-initialised; 0 drops it; `None`: unchanged), and with `expert_frame_difference` a new zero-initialised
-    `expert_frame_difference` projector (False drops it; `None`: unchanged).
+    (zero-initialised; 0 drops it; `None`: unchanged), and with `expert_token_layout` the expert's input tokens per
+    frame or per tubelet (the projector's input layer carried over by `retile_expert_projector`; `None`: unchanged).
 
     The pool projector maps single vision features, so it applies at any pool grid (its inputs are averages over
     fewer patches: training adapts it). Raises `ValueError` when `model` has no pool branch (the only visual input
-    left, or the one `pool_grid` sets), when it has no expert to keep, or when `pool_grid` or
-    `clip_time_frequencies` is invalid; a weight that does not carry over raises `RuntimeError`.
+    left, or the one `pool_grid` sets), when it has no expert to keep, or when `pool_grid`,
+    `clip_time_frequencies` or `expert_token_layout` is invalid; a weight that does not carry over raises
+    `RuntimeError`.
     """
     if not model.config.use_pool_branch:
         raise ValueError("`model` has no pool branch (`use_pool_branch=False`): no pool grid to set or keep.")
@@ -48,14 +62,18 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     changes = {"use_expert": use_expert} | ({} if pool_grid is None else {"pool_grid": pool_grid})
     if clip_time_frequencies is not None:
         changes["clip_time_frequencies"] = clip_time_frequencies
-    if expert_frame_difference is not None:
-        changes["expert_frame_difference"] = expert_frame_difference
+    if expert_token_layout is not None:
+        changes["expert_token_layout"] = expert_token_layout
     # a config built anew validates its fields: a bad value raises ValueError here, before any weight is built
     config = type(model.config).from_dict({**model.config.to_dict(), **changes})
     reconfigured = type(model)(config).to(model.dtype)
     restarted = {module for field, module in ZERO_STARTED_MODULES.items()
                  if getattr(config, field) != getattr(model.config, field)}  # these start anew, at zero
     weights = {name: value for name, value in model.state_dict().items() if name.split(".")[0] not in restarted}
+    if use_expert:
+        key = "expert_projector.0.weight" if "expert_projector.0.weight" in weights else "expert_projector.weight"
+        retile_expert_projector(weights, key, model.config.expert_token_layout, config.expert_token_layout,
+                                config.frames_per_clip)
     missing, unexpected = reconfigured.load_state_dict(weights, strict=False)
     unexpected = [name for name in unexpected if name.split(".")[0] not in EXPERT_MODULES]
     missing = [name for name in missing if name.split(".")[0] not in ZERO_STARTED_MODULES.values()]
@@ -95,16 +113,16 @@ def deepen_expert(model, num_layers: int):
 
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
            use_expert: bool = True, clip_time_frequencies: int | None = None,
-           expert_frame_difference: bool | None = None, expert_layers: int | None = None) -> list[str]:
+           expert_token_layout: str | None = None, expert_layers: int | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
-    `expert_frame_difference` change its visual tokens first (`with_visual_tokens`); `expert_layers` deepens its
+    `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` deepens its
     expert (`deepen_expert`)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
-    changes = (pool_grid, clip_time_frequencies, expert_frame_difference)
+    changes = (pool_grid, clip_time_frequencies, expert_token_layout)
     if not use_expert or any(change is not None for change in changes):
-        model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_frame_difference)
+        model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_token_layout)
     if expert_layers is not None:
         model = deepen_expert(model, expert_layers)
     processor = load_processor(source)
@@ -122,18 +140,19 @@ def main(argv=None) -> None:
     parser.add_argument("--clip-time-frequencies", type=int, default=None,
                         help="add a zero-initialised clip time embedding with this many frequencies (0: drop it; "
                              "default: SOURCE's)")
-    parser.add_argument("--expert-frame-difference", action="store_true", default=None,
-                        help="add a zero-initialised expert frame-difference projector (default: SOURCE's)")
+    parser.add_argument("--expert-token-layout", choices=["frames", "tubelets"], default=None,
+                        help="the expert's input tokens per frame or per tubelet (default: SOURCE's; a change needs "
+                             "stage 2 again)")
     parser.add_argument("--expert-layers", type=int, default=None,
                         help="deepen the expert to this many layers, the new ones identity-initialised (deepen_expert)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
-                   args.clip_time_frequencies, args.expert_frame_difference, args.expert_layers)
+                   args.clip_time_frequencies, args.expert_token_layout, args.expert_layers)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
                     if args.clip_time_frequencies is not None else "",
-                    ", expert frame difference" if args.expert_frame_difference else "",
+                    f", expert token layout {args.expert_token_layout}" if args.expert_token_layout else "",
                     f", expert layers {args.expert_layers}" if args.expert_layers else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 

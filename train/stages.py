@@ -9,7 +9,7 @@ stage with a frozen tower may train on its cached features, `train/run.py --cach
 | 0 vision | frames, per-patch colour / shape fractions (train/vision.py) | vision tower (+ 2 linear heads) | the rest |
 | text | option lookups (train/data.py `lookup_turn`) and QA conversations over ground-truth captions as text (`splice_captions`), no media | LLM | the rest |
 | 1 alignment | whole-video captions, pool tokens only | pool projector, LLM | vision tower, expert side |
-| 2 expert | clip captions (caption CE + EOS, optionally word-weighted) | vision tower, expert projector, expert (+ frame-difference projector) | LLM side |
+| 2 expert | clip captions (caption CE + EOS, optionally word-weighted) | vision tower, expert projector, expert | LLM side |
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector (+ clip time embedding) | vision tower, expert side |
 """
 
@@ -17,13 +17,13 @@ import torch
 from transformers import Trainer
 
 from synthvid import DIRECTIONS
-from tools.export_checkpoint import DIFFERENCE_MODULE, TIME_MODULE
+from tools.export_checkpoint import TIME_MODULE
 
 TRAINED_MODULES = {
     0: ("vision_model",),
     "text": ("language_model",),
     1: ("pool_projector", "language_model"),
-    2: ("vision_model", "expert_projector", "expert", DIFFERENCE_MODULE),
+    2: ("vision_model", "expert_projector", "expert"),
     3: ("language_model", "caption_projector", "pool_projector", TIME_MODULE),
 }
 
