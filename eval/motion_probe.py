@@ -7,6 +7,11 @@ change is decodable at all: for every clip in which exactly one visible object m
 tower and predicts the direction (chance 25%). It is trained on one set of training videos and scored on later
 ones. A diagnostic for the vision side (train/RUNS.md, runs v24 and v30), not part of the model.
 
+`--reader` asks instead whether a transformer of the expert's size learns it from the same tokens (run v35):
+`frames` reads them as the paper's expert does, one token per cell and frame, `tubelets` one token per cell with
+its frames concatenated (`expert_token_layout="tubelets"`); then a learned query token, whose last hidden state is
+classified.
+
     python -m eval.motion_probe --model . --data data/synthvid12k --output eval/results-synthvid-v30/probe.json
 """
 
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoProcessor
+from transformers import AutoModel, AutoProcessor, Qwen2Config, Qwen2Model
 
 from synthvid import validate_spec
 from synthvid.files import write_text_atomic
@@ -27,6 +32,7 @@ from train.data import encode_videos, load_pixel_cache, read_split
 from train.stages import set_threads
 
 DIRECTIONS = ("left", "right", "up", "down")
+READER_BATCH = 128  # clips per step of a TokenReader (full-batch steps over ~3000 clips are too slow on a CPU)
 
 
 def clip_direction(states, frames: range) -> str | None:
@@ -84,6 +90,33 @@ class CellProbe(nn.Module):
         return self.head(torch.cat([hidden.mean(1), hidden.amax(1)], dim=-1))
 
 
+class TokenReader(nn.Module):
+    """A small Qwen2 decoder reading a clip's tokens, then a learned query token whose last hidden state is classified:
+    `[B, frames, cells, D] -> [B, len(DIRECTIONS)]`. `tubelets`: one input token per cell, its frames concatenated
+    (`[cells, frames * D]`); otherwise one per cell and frame, frame after frame (`[frames * cells, D]`, the order of
+    the paper's expert). An MLP maps the tokens to the decoder's width; `expert_config` sets its size."""
+
+    def __init__(self, frames: int, dim: int, tubelets: bool, expert_config):
+        super().__init__()
+        self.tubelets = tubelets
+        width = expert_config.hidden_size
+        config = Qwen2Config(hidden_size=width, intermediate_size=expert_config.intermediate_size,
+                             num_hidden_layers=expert_config.num_hidden_layers,
+                             num_attention_heads=expert_config.num_attention_heads,
+                             num_key_value_heads=expert_config.num_key_value_heads, vocab_size=1)
+        self.decoder = Qwen2Model(config)
+        in_dim = frames * dim if tubelets else dim
+        self.embed = nn.Sequential(nn.Linear(in_dim, width), nn.GELU(), nn.Linear(width, width))
+        self.query = nn.Parameter(torch.randn(width) * config.initializer_range)
+        self.head = nn.Linear(width, len(DIRECTIONS))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch = clips.shape[0]
+        tokens = clips.permute(0, 2, 1, 3).flatten(2) if self.tubelets else clips.flatten(1, 2)
+        sequence = torch.cat([self.embed(tokens), self.query.expand(batch, 1, -1)], dim=1)
+        return self.head(self.decoder(inputs_embeds=sequence).last_hidden_state[:, -1])
+
+
 def pooled_clips(model, pixels: torch.Tensor, labels: list[tuple[int, int, int]], grid: int,
                  frames_per_clip: int, expert_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`([n, frames, grid², D] float32 features, [n] direction indices)` of the labelled clips: the tower's pooled
@@ -106,16 +139,19 @@ def pooled_clips(model, pixels: torch.Tensor, labels: list[tuple[int, int, int]]
     return clips, torch.tensor([direction for _, _, direction in labels])
 
 
-def train_probe(train_x, train_y, test_x, test_y, steps: int, seed: int) -> dict:
-    """Full-batch AdamW on `train_*`, scored on `test_*` (accuracy over the held-out clips)."""
-    torch.manual_seed(seed)
-    probe = CellProbe(train_x.shape[1], train_x.shape[-1])
+def train_probe(probe: nn.Module, train_x, train_y, test_x, test_y, steps: int, seed: int,
+                batch_size: int | None = None) -> dict:
+    """AdamW on `train_*` (full batch, or `batch_size` clips drawn per step), scored on `test_*` (accuracy over the
+    held-out clips)."""
+    generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-2)
     for _ in range(steps):
-        loss = nn.functional.cross_entropy(probe(train_x), train_y)
+        batch = slice(None) if batch_size is None else torch.randint(len(train_y), (batch_size,), generator=generator)
+        loss = nn.functional.cross_entropy(probe(train_x[batch]), train_y[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    probe.eval()
     with torch.no_grad():
         train_accuracy = (probe(train_x).argmax(-1) == train_y).float().mean().item()
         test_accuracy = (probe(test_x).argmax(-1) == test_y).float().mean().item()
@@ -131,6 +167,9 @@ def main(argv=None) -> None:
     parser.add_argument("--grid", type=int, default=None, help="pooled grid side (default: expert_pool_grid)")
     parser.add_argument("--expert-tokens", action="store_true",
                         help="probe the expert's prompt tokens (after expert_projector) instead of the tower's features")
+    parser.add_argument("--reader", choices=["cells", "frames", "tubelets"], default="cells",
+                        help="cells: the MLP probe (full batch); frames / tubelets: a transformer of the expert's size "
+                             "reading one token per cell and frame / per cell (TokenReader, batches of 128)")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -156,8 +195,14 @@ def main(argv=None) -> None:
         data[name] = pooled_clips(model, pixels[videos.start : videos.stop], labels, grid, config.frames_per_clip,
                                   args.expert_tokens)
     del pixels
-    result = train_probe(*data["train"], *data["test"], args.steps, args.seed)
-    result.update({"model": str(args.model), "grid": grid, "expert_tokens": args.expert_tokens,
+    torch.manual_seed(args.seed)
+    frames, dim = data["train"][0].shape[1], data["train"][0].shape[-1]
+    if args.reader == "cells":
+        probe, batch_size = CellProbe(frames, dim), None
+    else:
+        probe, batch_size = TokenReader(frames, dim, args.reader == "tubelets", config.expert_config), READER_BATCH
+    result = train_probe(probe, *data["train"], *data["test"], args.steps, args.seed, batch_size)
+    result.update({"model": str(args.model), "grid": grid, "expert_tokens": args.expert_tokens, "reader": args.reader,
                    "train_clips": len(data["train"][1]),
                    "test_clips": len(data["test"][1]),
                    "majority": torch.bincount(data["test"][1]).max().item() / len(data["test"][1]),

@@ -391,6 +391,7 @@ def test_pretrainer_checks_its_moment_targets(stages):
 
 def test_motion_probe_labels_clips_with_one_visible_mover(stages, micro_data, tmp_path):
     from eval.motion_probe import DIRECTIONS, clip_direction, clip_labels, main as probe, pooled_clips
+    from tools.export_checkpoint import with_visual_tokens
     from train.data import read_split
     from synthvid import validate_spec
     from synthvid.truth import object_states
@@ -416,10 +417,17 @@ def test_motion_probe_labels_clips_with_one_visible_mover(stages, micro_data, tm
     probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "4", "--test-videos", "2",
            "--steps", "3", "--threads", "2", "--expert-tokens", "--output", str(output)])
     assert json.loads(output.read_text())["expert_tokens"] is True
+    for reader in ("frames", "tubelets"):  # a transformer of the expert's size reading the same tokens
+        probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "4", "--test-videos", "2",
+               "--steps", "2", "--threads", "2", "--reader", reader, "--output", str(output)])
+        assert json.loads(output.read_text())["reader"] == reader
     model = AutoModel.from_pretrained(stages[3], trust_remote_code=True, dtype=torch.float32).eval()
     pixels = torch.zeros(1, model.config.num_frames, 3, 64, 64)
     expert_clips, _ = pooled_clips(model, pixels, [(0, 0, 0)], 2, 4, expert_tokens=True)
     assert expert_clips.shape[-1] == model.config.expert_config.hidden_size  # the expert's width, not the tower's
+    tubelet_model = with_visual_tokens(model, expert_token_layout="tubelets")
+    tubelet_clips, _ = pooled_clips(tubelet_model, pixels, [(0, 0, 0)], 2, 4, expert_tokens=True)
+    assert tubelet_clips.shape == (1, 1, 4, model.config.expert_config.hidden_size)  # one token per cell
     with pytest.raises(SystemExit):
         probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "6", "--test-videos", "1"])
 
