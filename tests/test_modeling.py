@@ -383,6 +383,7 @@ def test_tubelet_expert_reads_one_token_per_cell_and_clip(make_model, tokenizer)
     model = with_visual_tokens(base, expert_token_layout="tubelets")
     grid, frames = model.config.expert_pool_grid, model.config.frames_per_clip
     assert model.expert_projector[0].in_features == frames * base.expert_projector[0].in_features
+    assert model.generation_config.to_dict() == base.generation_config.to_dict()  # the shipped greedy settings
     pixels = video_pixels(8)
 
     def prompt_lengths(m, patches, flag, pixels=pixels):
@@ -433,6 +434,7 @@ def test_deepen_expert_adds_identity_layers_on_top(make_model):
     deeper = deepen_expert(base, layers + 2)
     assert len(deeper.expert.model.layers) == deeper.config.expert_config.num_hidden_layers == layers + 2
     assert len(deeper.config.expert_config.layer_types) == layers + 2
+    assert deeper.generation_config.to_dict() == base.generation_config.to_dict()
     pixels, captions = video_pixels(8), [[70, 71, 72], [73]]
     assert deeper.caption_clips(pixels, [[1] * 8], 3) == base.caption_clips(pixels, [[1] * 8], 3)
     torch.testing.assert_close(deeper.expert_caption_loss(pixels, captions, [[1] * 8], 3),

@@ -14,6 +14,7 @@ stage 2 retrains it).
 """
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
@@ -79,6 +80,7 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     missing = [name for name in missing if name.split(".")[0] not in ZERO_STARTED_MODULES.values()]
     if missing or unexpected:
         raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
+    reconfigured.generation_config = copy.deepcopy(model.generation_config)  # a new model would get a default one
     return reconfigured.eval()
 
 
@@ -108,6 +110,7 @@ def deepen_expert(model, num_layers: int):
         for layer in deeper.expert.model.layers[old:]:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
+    deeper.generation_config = copy.deepcopy(model.generation_config)
     return deeper.eval()
 
 
