@@ -25,8 +25,14 @@ from tools.remote_code import import_remote
 
 EXPERT_MODULES = ("expert", "expert_projector", "caption_projector", "video_expert_projector")
 TIME_MODULE = "clip_time_embedding"  # LangDCModel's attribute; train.stages and train.run name it through this
-# modules that start at zero when their config field turns them on, so an export answers as its source until trained
-ZERO_STARTED_MODULES = {"clip_time_frequencies": TIME_MODULE}
+
+
+def rebuilt(model, config):
+    """A new, randomly initialised model of `model`'s class and dtype for `config`, with `model`'s generation config
+    (a model built from a config gets transformers' default one, not the shipped greedy settings)."""
+    new = type(model)(config).to(model.dtype)
+    new.generation_config = copy.deepcopy(model.generation_config)
+    return new
 
 
 def retile_expert_projector(weights: dict, key: str, old_layout: str, new_layout: str, frames: int) -> None:
@@ -67,20 +73,19 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
         changes["expert_token_layout"] = expert_token_layout
     # a config built anew validates its fields: a bad value raises ValueError here, before any weight is built
     config = type(model.config).from_dict({**model.config.to_dict(), **changes})
-    reconfigured = type(model)(config).to(model.dtype)
-    restarted = {module for field, module in ZERO_STARTED_MODULES.items()
-                 if getattr(config, field) != getattr(model.config, field)}  # these start anew, at zero
-    weights = {name: value for name, value in model.state_dict().items() if name.split(".")[0] not in restarted}
+    reconfigured = rebuilt(model, config)
+    weights = model.state_dict()
+    if config.clip_time_frequencies != model.config.clip_time_frequencies:  # the time embedding starts anew, at zero
+        weights = {name: value for name, value in weights.items() if name.split(".")[0] != TIME_MODULE}
     if use_expert:
         key = "expert_projector.0.weight" if "expert_projector.0.weight" in weights else "expert_projector.weight"
         retile_expert_projector(weights, key, model.config.expert_token_layout, config.expert_token_layout,
                                 config.frames_per_clip)
     missing, unexpected = reconfigured.load_state_dict(weights, strict=False)
     unexpected = [name for name in unexpected if name.split(".")[0] not in EXPERT_MODULES]
-    missing = [name for name in missing if name.split(".")[0] not in ZERO_STARTED_MODULES.values()]
+    missing = [name for name in missing if name.split(".")[0] != TIME_MODULE]
     if missing or unexpected:
         raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
-    reconfigured.generation_config = copy.deepcopy(model.generation_config)  # a new model would get a default one
     return reconfigured.eval()
 
 
@@ -101,7 +106,7 @@ def deepen_expert(model, num_layers: int):
     layer_types = expert_config.get("layer_types") or ["full_attention"] * old
     expert_config.update(num_hidden_layers=num_layers, layer_types=layer_types + [layer_types[-1]] * (num_layers - old))
     config = type(model.config).from_dict({**model.config.to_dict(), "expert_config": expert_config})
-    deeper = type(model)(config).to(model.dtype)
+    deeper = rebuilt(model, config)
     missing, unexpected = deeper.load_state_dict(model.state_dict(), strict=False)
     new_layers = tuple(f"expert.model.layers.{i}." for i in range(old, num_layers))
     if unexpected or any(not name.startswith(new_layers) for name in missing):
@@ -110,7 +115,6 @@ def deepen_expert(model, num_layers: int):
         for layer in deeper.expert.model.layers[old:]:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-    deeper.generation_config = copy.deepcopy(model.generation_config)
     return deeper.eval()
 
 
