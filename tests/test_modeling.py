@@ -427,13 +427,14 @@ def test_retile_expert_projector_keeps_a_still_clips_projection():
 
 
 def test_deepen_expert_adds_identity_layers_on_top(make_model):
-    from tools.export_checkpoint import deepen_expert, with_visual_tokens
+    from tools.export_checkpoint import deepen, with_visual_tokens
 
     base = make_model()
     layers = base.config.expert_config.num_hidden_layers
-    deeper = deepen_expert(base, layers + 2)
+    deeper = deepen(base, "expert", layers + 2)
     assert len(deeper.expert.model.layers) == deeper.config.expert_config.num_hidden_layers == layers + 2
     assert len(deeper.config.expert_config.layer_types) == layers + 2
+    assert deeper.config.text_config.num_hidden_layers == base.config.text_config.num_hidden_layers
     assert deeper.generation_config.to_dict() == base.generation_config.to_dict()
     pixels, captions = video_pixels(8), [[70, 71, 72], [73]]
     assert deeper.caption_clips(pixels, [[1] * 8], 3) == base.caption_clips(pixels, [[1] * 8], 3)
@@ -443,9 +444,28 @@ def test_deepen_expert_adds_identity_layers_on_top(make_model):
     deeper.expert_caption_loss(pixels, captions, [[1] * 8], 3).backward()
     assert deeper.expert.model.layers[-1].self_attn.o_proj.weight.grad.abs().sum() > 0  # stage 2 can train them
     with pytest.raises(ValueError, match="must exceed"):
-        deepen_expert(base, layers)
+        deepen(base, "expert", layers)
     with pytest.raises(ValueError, match="no expert"):
-        deepen_expert(with_visual_tokens(base, use_expert=False), layers + 1)
+        deepen(with_visual_tokens(base, use_expert=False), "expert", layers + 1)
+    with pytest.raises(ValueError, match="`part` must be one of"):
+        deepen(base, "vision_model", 8)
+
+
+def test_deepen_llm_adds_identity_layers_on_top(make_model):
+    from tools.export_checkpoint import deepen
+
+    base = make_model()
+    layers = base.config.text_config.num_hidden_layers
+    deeper = deepen(base, "language_model", layers + 1)
+    assert len(deeper.language_model.model.layers) == deeper.config.text_config.num_hidden_layers == layers + 1
+    assert deeper.config.expert_config.num_hidden_layers == base.config.expert_config.num_hidden_layers
+    input_ids = torch.tensor([[5, 70, 71, 72, 73]])
+    torch.testing.assert_close(deeper(input_ids=input_ids).logits, base(input_ids=input_ids).logits)
+    deeper.train()
+    deeper(input_ids=input_ids, labels=input_ids).loss.backward()
+    assert deeper.language_model.model.layers[-1].mlp.down_proj.weight.grad.abs().sum() > 0  # stage 3 can train them
+    with pytest.raises(ValueError, match="must exceed"):
+        deepen(base, "language_model", layers)
 
 
 def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, tokenizer):

@@ -7,8 +7,8 @@ With `--no-expert` the export is the no-expert baseline started from the source'
 pool projector and LLM, the expert and its projectors dropped (README "Token compressors": the baseline that the
 training-free compressors run on, trained further with `train.run`); `--pool-grid` sets the pool tokens per frame
 side, with or without the expert; `--clip-time-frequencies F` adds a zero-initialised `clip_time_embedding`
-(`LangDCConfig.clip_time_frequencies`) and `--expert-layers N` identity-initialised expert layers on top
-(`deepen_expert`), so the export answers as the source does until they are trained; `--expert-token-layout tubelets`
+(`LangDCConfig.clip_time_frequencies`) and `--expert-layers N` / `--llm-layers N` identity-initialised expert / LLM layers
+on top (`deepen`), so the export answers as the source does until they are trained; `--expert-token-layout tubelets`
 gives the expert one token per pooled cell and clip (`LangDCConfig.expert_token_layout`; its captions change until
 stage 2 retrains it).
 """
@@ -89,30 +89,39 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     return reconfigured.eval()
 
 
-def deepen_expert(model, num_layers: int):
-    """`model` with `num_layers` expert decoder layers: its own, then new ones on top whose attention output and MLP
-    down projections are zero, so that each new block passes its input through its residual and the expert captions
-    exactly as before until stage 2 trains them (depth up-scaling with identity-initialised blocks).
+DECODERS = {"expert": "expert_config", "language_model": "text_config"}  # deepenable decoder -> its config key
+
+
+def deepen(model, part: str, num_layers: int):
+    """`model` with `num_layers` decoder layers in `part` (`"expert"` or `"language_model"`): its own, then new ones on
+    top whose attention output and MLP down projections are zero, so that each new block passes its input through its
+    residual and the model captions and answers exactly as before until training moves them (depth up-scaling with
+    identity-initialised blocks; stage 2 trains the expert's, stage 3 the LLM's).
 
     Raises:
-        ValueError: if `model` has no expert or `num_layers` is not more than its expert's layers.
+        ValueError: if `part` is not a decoder of `DECODERS`, `model` has no such module (no expert with
+            `use_expert=False`), or `num_layers` is not more than the decoder's layers.
     """
-    if model.expert is None:
-        raise ValueError("`model` has no expert (`use_expert=False`) to deepen.")
-    old = model.config.expert_config.num_hidden_layers
+    if part not in DECODERS:
+        raise ValueError(f"`part` must be one of {sorted(DECODERS)}, got {part!r}.")
+    decoder = getattr(model, part)
+    if decoder is None:
+        raise ValueError(f"`model` has no {part} (`use_expert=False`) to deepen.")
+    decoder_config = getattr(model.config, DECODERS[part]).to_dict()
+    old = decoder_config["num_hidden_layers"]
     if num_layers <= old:
-        raise ValueError(f"`num_layers` must exceed the expert's {old} layers, got {num_layers}.")
-    expert_config = model.config.expert_config.to_dict()
-    layer_types = expert_config.get("layer_types") or ["full_attention"] * old
-    expert_config.update(num_hidden_layers=num_layers, layer_types=layer_types + [layer_types[-1]] * (num_layers - old))
-    config = type(model.config).from_dict({**model.config.to_dict(), "expert_config": expert_config})
+        raise ValueError(f"`num_layers` must exceed the {part}'s {old} layers, got {num_layers}.")
+    layer_types = decoder_config.get("layer_types") or ["full_attention"] * old
+    decoder_config.update(num_hidden_layers=num_layers,
+                          layer_types=layer_types + [layer_types[-1]] * (num_layers - old))
+    config = type(model.config).from_dict({**model.config.to_dict(), DECODERS[part]: decoder_config})
     deeper = rebuilt(model, config)
     missing, unexpected = deeper.load_state_dict(model.state_dict(), strict=False)
-    new_layers = tuple(f"expert.model.layers.{i}." for i in range(old, num_layers))
+    new_layers = tuple(f"{part}.model.layers.{i}." for i in range(old, num_layers))
     if unexpected or any(not name.startswith(new_layers) for name in missing):
         raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
     with torch.no_grad():
-        for layer in deeper.expert.model.layers[old:]:
+        for layer in getattr(deeper, part).model.layers[old:]:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
     return deeper.eval()
@@ -120,18 +129,20 @@ def deepen_expert(model, num_layers: int):
 
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
            use_expert: bool = True, clip_time_frequencies: int | None = None,
-           expert_token_layout: str | None = None, expert_layers: int | None = None) -> list[str]:
+           expert_token_layout: str | None = None, expert_layers: int | None = None,
+           llm_layers: int | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
-    `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` deepens its
-    expert (`deepen_expert`)."""
+    `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` / `llm_layers`
+    deepen its expert / LLM (`deepen`)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
     changes = (pool_grid, clip_time_frequencies, expert_token_layout)
     if not use_expert or any(change is not None for change in changes):
         model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_token_layout)
-    if expert_layers is not None:
-        model = deepen_expert(model, expert_layers)
+    for part, num_layers in (("expert", expert_layers), ("language_model", llm_layers)):
+        if num_layers is not None:
+            model = deepen(model, part, num_layers)
     processor = load_processor(source)
     return save_checkpoint(model, processor.tokenizer, processor, target)
 
@@ -151,16 +162,19 @@ def main(argv=None) -> None:
                         help="the expert's input tokens per frame or per tubelet (default: SOURCE's; a change needs "
                              "stage 2 again)")
     parser.add_argument("--expert-layers", type=int, default=None,
-                        help="deepen the expert to this many layers, the new ones identity-initialised (deepen_expert)")
+                        help="deepen the expert to this many layers, the new ones identity-initialised (deepen)")
+    parser.add_argument("--llm-layers", type=int, default=None,
+                        help="deepen the LLM to this many layers, the new ones identity-initialised (deepen)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
-                   args.clip_time_frequencies, args.expert_token_layout, args.expert_layers)
+                   args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
                     if args.clip_time_frequencies is not None else "",
                     f", expert token layout {args.expert_token_layout}" if args.expert_token_layout else "",
-                    f", expert layers {args.expert_layers}" if args.expert_layers else ""])
+                    f", expert layers {args.expert_layers}" if args.expert_layers else "",
+                    f", LLM layers {args.llm_layers}" if args.llm_layers else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 
