@@ -342,6 +342,23 @@ def _one_sample_patches(num_patches_list) -> list[int]:
     return _as_int_list(num_patches_list, "num_patches_list")
 
 
+def _resolve_compressor(compressor: str | None, budget: float | None, compressor_options: dict | None):
+    """The `compression_langdc.TokenCompressor` named by a call's `compressor` / `budget` / `compressor_options`
+    (None without a compressor).
+
+    Raises:
+        ValueError: `budget` or `compressor_options` without a `compressor`, a `compressor` without `budget`, and as
+            `get_compressor` (unknown name or option, budget outside (0, 1]).
+    """
+    if compressor is None:
+        if budget is not None or compressor_options:
+            raise ValueError("`budget` / `compressor_options` were given without a `compressor`.")
+        return None
+    if budget is None:
+        raise ValueError(f"`compressor={compressor!r}` needs a `budget` (fraction of visual tokens kept).")
+    return get_compressor(compressor, budget, **(compressor_options or {}))
+
+
 def _check_chat_inputs(questions, num_patches_list, histories, video_metadata) -> None:
     """`chat`/`batch_chat` inputs: one string per question and one patch list, history and metadata entry per
     question; a history is a list of `(question, answer)` string pairs. Raises `ValueError` naming the input."""
@@ -1438,13 +1455,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         """
         total_start = time.perf_counter()
         llm_config = self._llm_generation_config(generation_config, generate_kwargs)
-        if compressor is None and (budget is not None or compressor_options):
-            raise ValueError("`budget` / `compressor_options` were given without a `compressor`.")
-        if compressor is not None and budget is None:
-            raise ValueError(f"`compressor={compressor!r}` needs a `budget` (fraction of visual tokens kept).")
-        method = None
-        if compressor is not None:
-            method = get_compressor(compressor, budget, **(compressor_options or {}))
+        method = _resolve_compressor(compressor, budget, compressor_options)
         inputs_embeds, mask, _, media, rows, visual_counts, pool_mask = self._prepare_multimodal(
             input_ids, attention_mask, pixel_values, num_patches_list, data_flag, caption_ids=caption_ids,
             use_cache=llm_config.use_cache, video_pixel_values=video_pixel_values, compressor=method,
@@ -1686,6 +1697,9 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         caption_ids: list[list[int]] | None = None,
         image_features: torch.Tensor | None = None,
         end_of_turn: bool = True,
+        compressor: str | None = None,
+        budget: float | None = None,
+        compressor_options: dict | None = None,
     ) -> list[AnswerScore]:
         """Log-likelihood of candidate answers to one question: multiple choice by likelihood instead of generation
         (lmms-eval's `loglikelihood` requests and `multiple_choice` tasks; the `(log-likelihood, is_greedy)` pair of
@@ -1706,13 +1720,19 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 in place of `pixel_values` (scoring several questions about one video).
             end_of_turn: also score the end-of-turn token after each answer (False for a raw continuation, as
                 lmms-eval's `loglikelihood` asks).
+            compressor / budget / compressor_options: a pre-LLM training-free compressor of the pool-branch tokens,
+                as in [`generate`], so that a compressed model's options are ranked on the prompt it answers from.
+                Inner-LLM pruning (FastV, DyCoke's KV pruning, HoliTom's inner merge) acts on the steps of
+                `generate` and is refused here.
 
         Returns:
             One [`AnswerScore`] per answer, in order; rank them by `log_likelihood` for the preferred answer.
 
         Raises:
             ValueError: on an empty `answers` list, an answer that is not a string or has no tokens, `end_of_turn`
-                with a tokenizer without EOS token, and as [`chat`] on bad media inputs.
+                with a tokenizer without EOS token, an inner-LLM compressor (e.g. DyCoke with `kv_prune` > 0:
+                pass `compressor_options={"kv_prune": 0}` for its pre-LLM merging alone), and as [`chat`] on bad
+                media inputs or compressor arguments.
         """
         if not isinstance(answers, (list, tuple)) or not answers:
             raise ValueError(f"`answers` must be a non-empty list of strings, got {answers!r:.80}.")
@@ -1727,11 +1747,17 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         _, encoded, flags, patches = self._chat_prompts(tokenizer, frames, [question], patches, data_flag, [history])
         suffix = tokenizer.eos_token if end_of_turn else ""
         answer_ids = tokenizer([answer + suffix for answer in answers], add_special_tokens=False)["input_ids"]
-        inputs_embeds, mask, *_ = self._prepare_multimodal(
+        method = _resolve_compressor(compressor, budget, compressor_options)
+        inputs_embeds, mask, *_, pool_mask = self._prepare_multimodal(
             encoded["input_ids"].to(self._llm_device), encoded["attention_mask"].to(self._llm_device), pixel_values,
             patches, flags, caption_ids=caption_ids, video_pixel_values=video_pixel_values,
-            image_features=image_features,
+            image_features=image_features, compressor=method,
         )
+        # the answers are scored in one pass over the prompt's KV cache, which inner-LLM hooks would prune or reshape
+        if method is not None and not isinstance(method.llm_hooks(self.language_model, pool_mask),
+                                                 contextlib.nullcontext):
+            raise ValueError(f"`compressor={compressor!r}` prunes inside the LLM while it generates; `score_answers` "
+                             "takes pre-LLM compressors only (DyCoke: `compressor_options={'kv_prune': 0}`).")
         prompt = self.language_model(inputs_embeds=inputs_embeds, attention_mask=mask,
                                      position_ids=_positions_from_mask(mask), use_cache=True, logits_to_keep=1)
         # targets [N, A] right-padded; log-probs of token j come from the prompt's last logits (j = 0) or from the

@@ -16,7 +16,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.models import get_model
 from lmms_eval.tasks.mvbench.utils import mvbench_doc_to_text
 from lmms_eval_langdc import TASKS_DIR
-from lmms_eval_langdc.model import LangDC, cut_at_stop_strings, generation_settings
+from lmms_eval_langdc.model import LangDC, compression_settings, cut_at_stop_strings, generation_settings
 from PIL import Image
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
@@ -103,6 +103,49 @@ def test_unknown_model_args_and_several_videos_rejected(checkpoint_dir):
     wrapper.task_dict = {"toy": {"test": [{"visuals": [str(VIDEO), str(VIDEO)]}]}}
     with pytest.raises(ValueError, match="one video per question, got 2"):
         wrapper.generate_until([_request(0, "What happens?", GEN_KWARGS)])
+
+
+def test_compression_settings_from_model_args():
+    assert compression_settings(None, None, {}) == {}
+    assert compression_settings("fastv", "0.25", {"compressor_layer": "2"}) == {
+        "compressor": "fastv", "budget": 0.25, "compressor_options": {"layer": 2}}
+    assert compression_settings("dycoke", 0.5, {"compressor_kv_prune": "0.7"})["compressor_options"] == {
+        "kv_prune": 0.7}
+    for compressor, budget, options, match in ((None, 0.5, {}, "need a `compressor`"),
+                                               (None, None, {"compressor_layer": 2}, "need a `compressor`"),
+                                               ("pool", None, {}, "must be a number"),
+                                               ("pool", "half", {}, "must be a number"),
+                                               ("pool", 1.5, {}, r"in \(0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            compression_settings(compressor, budget, options)
+
+
+def test_requests_under_a_compressor_answer_and_score_like_the_checkpoint(checkpoint_dir, reference):
+    """`compressor=...,budget=...` reaches `batch_chat` and `score_answers`: the same answers, input token counts and
+    scores as direct calls under that compressor; inner-LLM pruning is refused for likelihoods by name."""
+    model, tokenizer, processor = reference
+    wrapper = LangDC(pretrained=str(checkpoint_dir), dtype="float32", max_frames_num=FRAMES, compressor="pool",
+                     budget="0.25")
+    wrapper.task_dict = {"toy": {"test": [{"visuals": [str(VIDEO)]}]}}
+    [result] = wrapper.generate_until([_request(0, "What happens?", GEN_KWARGS)])
+    pixels, patches = processor.load_video(str(VIDEO), num_segments=FRAMES)
+    question = "".join(f"Frame{i + 1}: <image>\n" for i in range(FRAMES)) + "What happens?"
+    response, info = model.chat(tokenizer, pixels, question, dict(max_new_tokens=6, do_sample=False),
+                                num_patches_list=patches, data_flag=3, return_info=True, compressor="pool",
+                                budget=0.25)
+    assert result.text == response.split("\n\n")[0].strip()
+    assert result.token_counts.input_tokens == info.text_tokens + info.visual_tokens
+    assert info.pool_tokens < info.uncompressed_pool_tokens
+    arguments = ("What happens?", " red (A)", lambda doc: doc["visuals"], 0, "toy", "test")
+    [scored] = wrapper.loglikelihood([_loglikelihood_request(0, arguments)])
+    [expected] = model.score_answers(tokenizer, pixels, question, ["red (A)"], num_patches_list=patches,
+                                     data_flag=3, end_of_turn=False, compressor="pool", budget=0.25)
+    assert scored.text[0] == pytest.approx(-expected.log_likelihood, abs=1e-4)
+    inner = LangDC(pretrained=str(checkpoint_dir), dtype="float32", max_frames_num=FRAMES, compressor="fastv",
+                   budget=0.5, compressor_layer=1)
+    inner.task_dict = wrapper.task_dict
+    with pytest.raises(ValueError, match="pre-LLM compressors only"):
+        inner.loglikelihood([_loglikelihood_request(0, arguments)])
 
 
 def _loglikelihood_request(index: int, arguments: tuple) -> Instance:

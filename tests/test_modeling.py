@@ -652,6 +652,33 @@ def test_score_answers_is_greedy_for_the_greedy_answer(model, tokenizer):
     assert not with_end[0].is_greedy  # the end of turn is not "b"
 
 
+def test_score_answers_with_a_pre_llm_compressor_scores_the_compressed_prompt(model, tokenizer):
+    pixels, question = video_pixels(8), video_question(8)
+    messages = [{"role": "system", "content": model.config.system_message}, {"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    kwargs = dict(num_patches_list=[1] * 8, data_flag=3)
+    uncompressed = model.score_answers(tokenizer, pixels, question, ["b"], end_of_turn=False, **kwargs)
+    identity = model.score_answers(tokenizer, pixels, question, ["b"], end_of_turn=False, compressor="pool",
+                                   budget=1.0, **kwargs)
+    assert identity[0].log_likelihood == pytest.approx(uncompressed[0].log_likelihood, abs=1e-5)
+    for name, options in (("pool", None), ("divprune", None), ("dycoke", {"kv_prune": 0})):
+        scores = model.score_answers(tokenizer, pixels, question, ["b"], end_of_turn=False, compressor=name,
+                                     budget=0.25, compressor_options=options, **kwargs)
+        # the first generated token's log-probability under the same compressor, from `generate`
+        out = model.generate(pixels, input_ids, torch.ones_like(input_ids), compressor=name, budget=0.25,
+                             compressor_options=options, max_new_tokens=1, output_scores=True,
+                             return_dict_in_generate=True, **kwargs)
+        expected = out.scores[0][0].float().log_softmax(-1)[tokenizer.convert_tokens_to_ids("b")].item()
+        assert scores[0].log_likelihood == pytest.approx(expected, abs=1e-4)
+        assert scores[0].log_likelihood != pytest.approx(uncompressed[0].log_likelihood, abs=1e-5)
+    with pytest.raises(ValueError, match="pre-LLM compressors only"):
+        model.score_answers(tokenizer, pixels, question, ["b"], compressor="fastv", budget=0.5,
+                            compressor_options={"layer": 1}, **kwargs)
+    with pytest.raises(ValueError, match="without a `compressor`"):
+        model.score_answers(tokenizer, pixels, question, ["b"], budget=0.5, **kwargs)
+
+
 @pytest.mark.parametrize("answers, match", [([], "non-empty list"), (["a", ""], r"answers\[1\]"),
                                             (["a", 3], r"answers\[1\]"), ("abc", "non-empty list")])
 def test_score_answers_rejects_bad_answers(model, tokenizer, answers, match):

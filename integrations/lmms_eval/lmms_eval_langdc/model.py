@@ -6,7 +6,9 @@ line per frame (InternVL/PVC convention, `data_flag=3`). Images arrive as PIL im
 dynamic tiling (`data_flag` 1 or 2). Text-only requests have no placeholder. Requests are answered in batches of
 `batch_size` with one `batch_chat` call each (one vision call, one expert `generate`, one LLM `generate`).
 Each result reports the LLM's prompt length after compression as its input token count. `loglikelihood` requests
-(lmms-eval's `multiple_choice` and `loglikelihood` tasks) are scored with the checkpoint's `score_answers`.
+(lmms-eval's `multiple_choice` and `loglikelihood` tasks) are scored with the checkpoint's `score_answers`. With
+`compressor=...,budget=...` every request runs under that training-free token compressor of the checkpoint
+(`compression_langdc.py`), so LangDC and the compressors of the field are measured by the same harness.
 """
 
 import torch
@@ -22,6 +24,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 DATA_FLAG_TEXT, DATA_FLAG_IMAGE, DATA_FLAG_MULTI_IMAGE, DATA_FLAG_VIDEO = 0, 1, 2, 3
 GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
 PLACEHOLDERS = ("<image>", "<video>")
+COMPRESSOR_OPTION_PREFIX = "compressor_"  # model args `compressor_<option>=value` -> compressor_options
 
 
 def generation_settings(gen_kwargs: dict) -> tuple[dict, list[str]]:
@@ -42,6 +45,40 @@ def generation_settings(gen_kwargs: dict) -> tuple[dict, list[str]]:
     return settings, until
 
 
+def _option_value(value):
+    """A `compressor_<option>` model arg as lmms-eval passes it (a string, or already a number) -> int/float/str."""
+    if not isinstance(value, str):
+        return value
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def compression_settings(compressor: str | None, budget, options: dict) -> dict:
+    """The `compressor` / `budget` / `compressor_options` keyword arguments of the checkpoint's `batch_chat` and
+    `score_answers` from the plug-in's model args (`options`: the `compressor_<option>` ones); empty without
+    a compressor.
+
+    Raises:
+        ValueError: for a `budget` that is not a number in (0, 1], or a `budget` or option without `compressor`.
+    """
+    options = {key[len(COMPRESSOR_OPTION_PREFIX):]: _option_value(value) for key, value in options.items()}
+    if compressor is None:
+        if budget is not None or options:
+            raise ValueError("model_args `budget` / `compressor_<option>` need a `compressor`.")
+        return {}
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        raise ValueError(f"model_arg `budget` must be a number in (0, 1] with `compressor`, got {budget!r}.") from None
+    if not 0 < budget <= 1:
+        raise ValueError(f"model_arg `budget` must be in (0, 1], got {budget}.")
+    return {"compressor": compressor, "budget": budget, "compressor_options": options or None}
+
+
 def cut_at_stop_strings(text: str, until: list[str]) -> str:
     """`text` up to the first occurrence of any stop string (lmms-eval's `until`)."""
     for stop in until:
@@ -58,11 +95,17 @@ class LangDC(lmms):
         max_frames_num: frames sampled per video (default: the checkpoint's `num_frames`).
         dtype: `bfloat16` (default), `float16` or `float32`.
         attn_implementation: `sdpa`, `eager` or `flash_attention_2` (default: the model's choice).
+        compressor, budget: a training-free compressor of the pool-branch tokens (`dycoke`, `holitom`, `fastv`,
+            `divprune`, `visionzip`, `fastervlm`, `pool`) and the fraction of those tokens it keeps, in (0, 1].
+            Inner-LLM pruning (`fastv`, DyCoke's KV pruning, HoliTom's inner merge) needs `batch_size=1` and is
+            refused for `loglikelihood` requests.
+        compressor_<option>: a method option, e.g. `compressor_layer=2` (FastV's K), `compressor_kv_prune=0`.
         batch_size, device: from lmms-eval's `--batch_size` / `--device` (default: accelerate's device).
 
     Raises:
-        ValueError: for an unknown model arg, a bad `batch_size`, `max_frames_num` or `dtype`, or a request with
-            more than one video.
+        ValueError: for an unknown model arg, a bad `batch_size`, `max_frames_num`, `dtype` or `budget`, a
+            `budget` or `compressor_<option>` without `compressor`, or a request with more than one video (and, from
+            the checkpoint, an unknown compressor or option).
     """
 
     is_simple = True
@@ -76,11 +119,15 @@ class LangDC(lmms):
         batch_size: int | str = 1,
         device: str | None = None,
         max_batch_size: int | None = None,
+        compressor: str | None = None,
+        budget: float | str | None = None,
         **kwargs,
     ) -> None:
         super().__init__()
-        if kwargs:
-            raise ValueError(f"Unknown model_args for langdc: {sorted(kwargs)}.")
+        unknown = [key for key in kwargs if not key.startswith(COMPRESSOR_OPTION_PREFIX)]
+        if unknown:
+            raise ValueError(f"Unknown model_args for langdc: {sorted(unknown)}.")
+        self.compression = compression_settings(compressor, budget, kwargs)
         if dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}.")
         try:
@@ -145,7 +192,7 @@ class LangDC(lmms):
         responses, infos = self.model.batch_chat(
             self.tokenizer, pixel_values, [q for _, q, _, _ in prepared], settings,
             num_patches_list=[n for _, _, n, _ in prepared] if pixels else None,
-            data_flag=[f for _, _, _, f in prepared] if pixels else None, return_info=True,
+            data_flag=[f for _, _, _, f in prepared] if pixels else None, return_info=True, **self.compression,
         )
         results = []
         for response, info in zip(responses, infos):
@@ -217,7 +264,7 @@ class LangDC(lmms):
             scores = self.model.score_answers(
                 self.tokenizer, pixel_values, question, [parsed[i][1] for i in indices],
                 num_patches_list=num_patches_list or None, data_flag=flag if pixel_values is not None else None,
-                end_of_turn=False,
+                end_of_turn=False, **self.compression,
             )
             for index, score in zip(indices, scores):
                 results[index] = GenerationResult(text=(-score.log_likelihood, score.is_greedy))
