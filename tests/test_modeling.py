@@ -451,6 +451,29 @@ def test_deepen_expert_adds_identity_layers_on_top(make_model):
         deepen(base, "vision_model", 8)
 
 
+def test_with_expert_of_takes_the_donors_expert_beside_the_llm_side(make_model):
+    from tools.export_checkpoint import STAGE2_MODULES, deepen, with_expert_of
+
+    base, donor = make_model(seed=0), make_model(seed=1)
+    donor.vision_model.load_state_dict(base.vision_model.state_dict())  # same tower, other expert and LLM
+    merged = with_expert_of(base, donor)
+    for name, value in merged.state_dict().items():
+        source = donor if name.split(".")[0] in STAGE2_MODULES else base
+        torch.testing.assert_close(value, source.state_dict()[name], rtol=0, atol=0)
+    pixels = video_pixels(8)
+    captions = [[70, 71, 72], [73]]
+    loss = merged.expert_caption_loss(pixels, captions, [[1] * 8], 3)
+    torch.testing.assert_close(loss, donor.expert_caption_loss(pixels, captions, [[1] * 8], 3))
+    assert not torch.allclose(loss, base.expert_caption_loss(pixels, captions, [[1] * 8], 3))
+    assert merged.generation_config.to_dict() == base.generation_config.to_dict()
+    assert base.expert.model.embed_tokens.weight.data_ptr() != merged.expert.model.embed_tokens.weight.data_ptr()
+    with_expert_of(deepen(base, "language_model", 3), donor)  # another LLM depth is the LLM side's business
+    with pytest.raises(ValueError, match="`vision_model` weights differ"):
+        with_expert_of(base, make_model(seed=1))
+    with pytest.raises(ValueError, match=r"configs differ in \['expert_config'"):
+        with_expert_of(base, deepen(donor, "expert", 4))
+
+
 def test_deepen_llm_adds_identity_layers_on_top(make_model):
     from tools.export_checkpoint import deepen
 

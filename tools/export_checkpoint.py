@@ -10,7 +10,8 @@ side, with or without the expert; `--clip-time-frequencies F` adds a zero-initia
 (`LangDCConfig.clip_time_frequencies`) and `--expert-layers N` / `--llm-layers N` identity-initialised expert / LLM layers
 on top (`deepen`), so the export answers as the source does until they are trained; `--expert-token-layout tubelets`
 gives the expert one token per pooled cell and clip (`LangDCConfig.expert_token_layout`; its captions change until
-stage 2 retrains it).
+stage 2 retrains it); `--expert-from CKPT` puts CKPT's expert and expert projectors beside SOURCE's LLM side (same
+vision tower; `with_expert_of`, run v37).
 """
 
 import argparse
@@ -89,6 +90,44 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     return reconfigured.eval()
 
 
+STAGE2_MODULES = ("expert", "expert_projector", "video_expert_projector")  # what stage 2 trains
+# config fields of the LLM side: a donor's expert may come from a model that differs in these only
+LLM_SIDE_CONFIG = ("text_config", "clip_time_frequencies", "pool_grid", "video_pool_grid", "pool_projector_type",
+                   "video_pool_projector_type", "caption_projector_type", "block_layout", "system_message", "dtype",
+                   "transformers_version")
+
+
+def with_expert_of(model, donor):
+    """`model` with `donor`'s expert and expert projectors (`STAGE2_MODULES`, what stage 2 trains) in place of its
+    own: one run's expert beside another run's LLM side, caption projector and vision tower (run v37). The donor's
+    expert was trained on its own tower's features, so the towers must be the same weights.
+
+    Raises:
+        ValueError: if either model has no expert, their configs differ outside `LLM_SIDE_CONFIG` (named), or their
+            vision towers' weights differ.
+    """
+    if model.expert is None or donor.expert is None:
+        raise ValueError("`model` and the donor both need an expert (`use_expert=True`).")
+    ours, theirs = model.config.to_dict(), donor.config.to_dict()
+    differ = sorted(key for key in ours.keys() | theirs.keys()
+                    if key not in LLM_SIDE_CONFIG and not key.startswith("_")  # `_name_or_path`: bookkeeping
+                    and ours.get(key) != theirs.get(key))
+    if differ:
+        raise ValueError(f"the donor's expert does not fit `model`: their configs differ in {differ}.")
+    towers = [name for name in ("vision_model", "video_model") if getattr(model, name, None) is not None]
+    for name in towers:
+        mine, donors = getattr(model, name).state_dict(), getattr(donor, name).state_dict()
+        if any(not torch.equal(value, donors[key].to(value.dtype)) for key, value in mine.items()):
+            raise ValueError(f"the donor's `{name}` weights differ from `model`'s: its expert was trained on other "
+                             "vision features.")
+    merged = copy.deepcopy(model)
+    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in STAGE2_MODULES}
+    missing, unexpected = merged.load_state_dict(weights, strict=False)
+    if unexpected or any(key.split(".")[0] in STAGE2_MODULES for key in missing):
+        raise RuntimeError(f"expert weights that do not carry over: missing {missing}, unexpected {unexpected}")
+    return merged.eval()
+
+
 DECODERS = {"expert": "expert_config", "language_model": "text_config"}  # deepenable decoder -> its config key
 
 
@@ -130,13 +169,17 @@ def deepen(model, part: str, num_layers: int):
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
            use_expert: bool = True, clip_time_frequencies: int | None = None,
            expert_token_layout: str | None = None, expert_layers: int | None = None,
-           llm_layers: int | None = None) -> list[str]:
+           llm_layers: int | None = None, expert_from: Path | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
     `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` / `llm_layers`
-    deepen its expert / LLM (`deepen`)."""
+    deepen its expert / LLM (`deepen`); before all of them, `expert_from` replaces its expert with that
+    checkpoint's (`with_expert_of`)."""
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
+    if expert_from is not None:
+        donor = modeling.LangDCForConditionalGeneration.from_pretrained(expert_from, dtype=dtype).eval()
+        model = with_expert_of(model, donor)
     changes = (pool_grid, clip_time_frequencies, expert_token_layout)
     if not use_expert or any(change is not None for change in changes):
         model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_token_layout)
@@ -165,16 +208,21 @@ def main(argv=None) -> None:
                         help="deepen the expert to this many layers, the new ones identity-initialised (deepen)")
     parser.add_argument("--llm-layers", type=int, default=None,
                         help="deepen the LLM to this many layers, the new ones identity-initialised (deepen)")
+    parser.add_argument("--expert-from", type=Path, default=None,
+                        help="take the expert and expert projectors of this checkpoint (same vision tower; "
+                             "with_expert_of)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
-                   args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers)
+                   args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers,
+                   args.expert_from)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
                     if args.clip_time_frequencies is not None else "",
                     f", expert token layout {args.expert_token_layout}" if args.expert_token_layout else "",
                     f", expert layers {args.expert_layers}" if args.expert_layers else "",
-                    f", LLM layers {args.llm_layers}" if args.llm_layers else ""])
+                    f", LLM layers {args.llm_layers}" if args.llm_layers else "",
+                    f", expert from {args.expert_from}" if args.expert_from else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 
