@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lmms_eval
 import numpy as np
 import pytest
 import torch
+import yaml
 from lmms_eval.api.instance import Instance
 from lmms_eval.models import get_model
 from lmms_eval.tasks.mvbench.utils import mvbench_doc_to_text
@@ -21,6 +23,7 @@ from PIL import Image
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from tools.remote_code import REPO_ROOT
+from train.data import MVBENCH_POST_PROMPT
 
 VIDEO = REPO_ROOT / "examples" / "videos" / "busy.mp4"
 GEN_KWARGS = {"max_new_tokens": 6, "temperature": 0, "top_p": 1.0, "num_beams": 1, "do_sample": False,
@@ -51,6 +54,26 @@ def _direct_answer(reference, question: str, pixel_values, num_patches_list, dat
     response, info = model.chat(tokenizer, pixel_values, question, dict(settings, do_sample=False),
                                 num_patches_list=num_patches_list, data_flag=data_flag, return_info=True)
     return response.split("\n\n")[0].strip(), info
+
+
+def _post_prompts(task_yaml: Path) -> str | None:
+    """A task YAML's default `post_prompt`, its `!function` tags read as None."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    task = yaml.load(task_yaml.read_text(), Loader) or {}
+    return ((task.get("lmms_eval_specific_kwargs") or {}).get("default") or {}).get("post_prompt")
+
+
+def test_mvbench_post_prompt_is_lmms_evals():
+    """Our MVBench prompt's last line (`train.data.MVBENCH_POST_PROMPT`, what stage 3 trains on) and the local task's
+    are those of the installed lmms-eval's MVBench tasks, which cannot be imported as a constant."""
+    mvbench_tasks = (Path(lmms_eval.__file__).parent / "tasks" / "mvbench").glob("mvbench_*.yaml")
+    theirs = {_post_prompts(path) for path in mvbench_tasks} - {None}
+    assert theirs == {MVBENCH_POST_PROMPT}
+    assert _post_prompts(TASKS_DIR / "langdc_samples" / "langdc_samples.yaml") == MVBENCH_POST_PROMPT
 
 
 def test_entry_point_registers_langdc():
@@ -223,7 +246,7 @@ def test_lmms_eval_cli_runs_local_video_task(checkpoint_dir, reference, tmp_path
     frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(FRAMES))
     doc = {"question": first["questions"][0]["prompt"].splitlines()[0],
            "candidates": [line[4:] for line in first["questions"][0]["prompt"].splitlines()[1:-1]]}
-    question = frames + mvbench_doc_to_text(doc, {"post_prompt": "Only give the best option.\n"})
+    question = frames + mvbench_doc_to_text(doc, {"post_prompt": MVBENCH_POST_PROMPT})
     assert sample["input"] == question[len(frames):]
     expected, _ = _direct_answer(reference, question, pixels, patches, 3, {"max_new_tokens": 16})
     assert sample["filtered_resps"] == expected

@@ -738,14 +738,14 @@ def test_stage_three_frame_prompt_and_description_turn(stages, micro_data):
 
 def test_multiple_choice_prompt_is_ours_or_lmms_evals_mvbench_prompt():
     from synthvid import format_question
-    from train.data import MC_SUFFIX, multiple_choice_prompt
+    from train.data import MC_SUFFIX, MVBENCH_POST_PROMPT, multiple_choice_prompt
 
     mvbench = pytest.importorskip("lmms_eval.tasks.mvbench.utils")
     question = {"task": "direction", "question": "which way does the red circle move?",
                 "options": ["up", "left", "down", "right"], "answer": 1, "answer_text": "left"}
     assert multiple_choice_prompt(question) == f"{format_question(question)}\n{MC_SUFFIX}"
     doc = {"question": question["question"], "candidates": question["options"]}
-    default_post_prompt = {"post_prompt": "Only give the best option.\n"}  # lmms-eval's mvbench.yaml default
+    default_post_prompt = {"post_prompt": MVBENCH_POST_PROMPT}  # lmms-eval's MVBench default (test_lmms_eval_plugin)
     assert multiple_choice_prompt(question, "lmms-mvbench") == mvbench.mvbench_doc_to_text(doc, default_post_prompt)
     with pytest.raises(ValueError, match="`question_format` must be one of"):
         multiple_choice_prompt(question, "mvbench")
