@@ -10,8 +10,8 @@ side, with or without the expert; `--clip-time-frequencies F` adds a zero-initia
 (`LangDCConfig.clip_time_frequencies`) and `--expert-layers N` / `--llm-layers N` identity-initialised expert / LLM
 layers on top (`deepen`), so the export answers as the source does until they are trained;
 `--expert-token-layout tubelets` gives the expert one token per pooled cell and clip
-(`LangDCConfig.expert_token_layout`; its captions change until stage 2 retrains it); `--expert-from CKPT` puts CKPT's expert and expert projectors beside SOURCE's LLM side (same
-vision tower; `with_expert_of`, run v37).
+(`LangDCConfig.expert_token_layout`; its captions change until stage 2 retrains it); `--expert-from CKPT` puts
+CKPT's expert and expert projectors beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37).
 """
 
 import argparse
