@@ -15,6 +15,7 @@ import torch
 from accelerate import PartialState
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
+from lmms_eval.utils import handle_arg_string
 from PIL import Image
 from tqdm import tqdm
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
@@ -45,18 +46,6 @@ def generation_settings(gen_kwargs: dict) -> tuple[dict, list[str]]:
     return settings, until
 
 
-def _option_value(value):
-    """A `compressor_<option>` model arg as lmms-eval passes it (a string, or already a number) -> int/float/str."""
-    if not isinstance(value, str):
-        return value
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def compression_settings(compressor: str | None, budget, options: dict) -> dict:
     """The `compressor` / `budget` / `compressor_options` keyword arguments of the checkpoint's `batch_chat` and
     `score_answers` from the plug-in's model args (`options`: the `compressor_<option>` ones); empty without
@@ -65,7 +54,9 @@ def compression_settings(compressor: str | None, budget, options: dict) -> dict:
     Raises:
         ValueError: for a `budget` that is not a number in (0, 1], or a `budget` or option without `compressor`.
     """
-    options = {key[len(COMPRESSOR_OPTION_PREFIX):]: _option_value(value) for key, value in options.items()}
+    # lmms-eval's `--model_args` parser has typed the values already; a direct call may pass strings
+    options = {key[len(COMPRESSOR_OPTION_PREFIX):]: handle_arg_string(value) if isinstance(value, str) else value
+               for key, value in options.items()}
     if compressor is None:
         if budget is not None or options:
             raise ValueError("model_args `budget` / `compressor_<option>` need a `compressor`.")
