@@ -56,7 +56,7 @@ def _direct_answer(reference, question: str, pixel_values, num_patches_list, dat
     return response.split("\n\n")[0].strip(), info
 
 
-def _post_prompts(task_yaml: Path) -> str | None:
+def _post_prompt(task_yaml: Path) -> str | None:
     """A task YAML's default `post_prompt`, its `!function` tags read as None."""
 
     class Loader(yaml.SafeLoader):
@@ -71,9 +71,9 @@ def test_mvbench_post_prompt_is_lmms_evals():
     """Our MVBench prompt's last line (`train.data.MVBENCH_POST_PROMPT`, what stage 3 trains on) and the local task's
     are those of the installed lmms-eval's MVBench tasks, which cannot be imported as a constant."""
     mvbench_tasks = (Path(lmms_eval.__file__).parent / "tasks" / "mvbench").glob("mvbench_*.yaml")
-    theirs = {_post_prompts(path) for path in mvbench_tasks} - {None}
+    theirs = {_post_prompt(path) for path in mvbench_tasks} - {None}
     assert theirs == {MVBENCH_POST_PROMPT}
-    assert _post_prompts(TASKS_DIR / "langdc_samples" / "langdc_samples.yaml") == MVBENCH_POST_PROMPT
+    assert _post_prompt(TASKS_DIR / "langdc_samples" / "langdc_samples.yaml") == MVBENCH_POST_PROMPT
 
 
 def test_entry_point_registers_langdc():

@@ -452,13 +452,13 @@ def test_deepen_expert_adds_identity_layers_on_top(make_model):
 
 
 def test_with_expert_of_takes_the_donors_expert_beside_the_llm_side(make_model):
-    from tools.export_checkpoint import STAGE2_MODULES, deepen, with_expert_of
+    from tools.export_checkpoint import EXPERT_SIDE, deepen, with_expert_of
 
     base, donor = make_model(seed=0), make_model(seed=1)
     donor.vision_model.load_state_dict(base.vision_model.state_dict())  # same tower, other expert and LLM
     merged = with_expert_of(base, donor)
     for name, value in merged.state_dict().items():
-        source = donor if name.split(".")[0] in STAGE2_MODULES else base
+        source = donor if name.split(".")[0] in EXPERT_SIDE else base
         torch.testing.assert_close(value, source.state_dict()[name], rtol=0, atol=0)
     pixels = video_pixels(8)
     captions = [[70, 71, 72], [73]]

@@ -11,7 +11,7 @@ side, with or without the expert; `--clip-time-frequencies F` adds a zero-initia
 layers on top (`deepen`), so the export answers as the source does until they are trained;
 `--expert-token-layout tubelets` gives the expert one token per pooled cell and clip
 (`LangDCConfig.expert_token_layout`; its captions change until stage 2 retrains it); `--expert-from CKPT` puts
-CKPT's expert and expert projectors beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37).
+CKPT's expert and expert projector beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37).
 """
 
 import argparse
@@ -90,7 +90,7 @@ def with_visual_tokens(model, pool_grid: int | None = None, use_expert: bool = T
     return reconfigured.eval()
 
 
-STAGE2_MODULES = ("expert", "expert_projector", "video_expert_projector")  # what stage 2 trains
+EXPERT_SIDE = ("expert", "expert_projector")  # what stage 2 trains besides the vision tower (train.stages)
 # config fields of the LLM side: a donor's expert may come from a model that differs in these only
 LLM_SIDE_CONFIG = ("text_config", "clip_time_frequencies", "pool_grid", "video_pool_grid", "pool_projector_type",
                    "video_pool_projector_type", "caption_projector_type", "block_layout", "system_message", "dtype",
@@ -98,7 +98,7 @@ LLM_SIDE_CONFIG = ("text_config", "clip_time_frequencies", "pool_grid", "video_p
 
 
 def with_expert_of(model, donor):
-    """`model` with `donor`'s expert and expert projectors (`STAGE2_MODULES`, what stage 2 trains) in place of its
+    """`model` with `donor`'s expert and expert projector (`EXPERT_SIDE`, what stage 2 trains) in place of its
     own: one run's expert beside another run's LLM side, caption projector and vision tower (run v37). The donor's
     expert was trained on its own tower's features, so the towers must be the same weights.
 
@@ -121,9 +121,9 @@ def with_expert_of(model, donor):
             raise ValueError(f"the donor's `{name}` weights differ from `model`'s: its expert was trained on other "
                              "vision features.")
     merged = copy.deepcopy(model)
-    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in STAGE2_MODULES}
+    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in EXPERT_SIDE}
     missing, unexpected = merged.load_state_dict(weights, strict=False)
-    if unexpected or any(key.split(".")[0] in STAGE2_MODULES for key in missing):
+    if unexpected or any(key.split(".")[0] in EXPERT_SIDE for key in missing):
         raise RuntimeError(f"expert weights that do not carry over: missing {missing}, unexpected {unexpected}")
     return merged.eval()
 
@@ -209,7 +209,7 @@ def main(argv=None) -> None:
     parser.add_argument("--llm-layers", type=int, default=None,
                         help="deepen the LLM to this many layers, the new ones identity-initialised (deepen)")
     parser.add_argument("--expert-from", type=Path, default=None,
-                        help="take the expert and expert projectors of this checkpoint (same vision tower; "
+                        help="take the expert and expert projector of this checkpoint (same vision tower; "
                              "with_expert_of)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,

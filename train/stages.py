@@ -17,13 +17,13 @@ import torch
 from transformers import Trainer
 
 from synthvid import DIRECTIONS
-from tools.export_checkpoint import TIME_MODULE
+from tools.export_checkpoint import EXPERT_SIDE, TIME_MODULE
 
 TRAINED_MODULES = {
     0: ("vision_model",),
     "text": ("language_model",),
     1: ("pool_projector", "language_model"),
-    2: ("vision_model", "expert_projector", "expert"),
+    2: ("vision_model", *EXPERT_SIDE),
     3: ("language_model", "caption_projector", "pool_projector", TIME_MODULE),
 }
 
