@@ -40,7 +40,7 @@ def stages(micro_data, tmp_path_factory):
         extra = {"text": ["--caption-qa-fraction", "0.5", "--lookup-fraction", "0.5", "--text-scenes", "4"],
                  2: ["--freeze-vision-tower", "--cache-vision-features"],
                  3: ["--align-caption-projector", "--frame-prompt-fraction", "0.5", "--describe-fraction", "0.5",
-                     "--mvbench-prompt-fraction", "0.5"],
+                     "--mvbench-prompt-fraction", "0.5", "--rename-fraction", "0.5"],
                  }.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
@@ -629,6 +629,62 @@ def test_focus_tasks_option_reads_a_comma_separated_list():
     assert comma_separated("direction,") == ("direction",) and comma_separated("") == ()
 
 
+def test_rename_word_replaces_whole_words_in_nested_texts_and_nonce_words_tokenize_as_copies():
+    from train.data import nested_strings, nonce_words, rename_word
+
+    texts = {"clip_captions": ["a red circle. the red circle turns blue.", "a bored circle."], "answer": 2,
+             "options": [{"red": "red square"}, None]}
+    assert rename_word(texts, "red", "zaf") == {
+        "clip_captions": ["a zaf circle. the zaf circle turns blue.", "a bored circle."], "answer": 2,
+        "options": [{"red": "zaf square"}, None]}
+    assert nested_strings(texts) == [*texts["clip_captions"], "red square"]
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    words = nonce_words(tokenizer)
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    assert len(words) > 100
+    for word in words:
+        alone = tokenizer(word, add_special_tokens=False)["input_ids"]
+        in_caption = tokenizer(f"a {word} circle.", add_special_tokens=False)["input_ids"]
+        assert in_caption[1 : 2 + len(alone)] == space + alone
+
+
+def test_renamed_conversations_call_one_named_word_by_a_nonce_word_everywhere(micro_data):
+    from train.data import RENAMEABLE_WORDS, StageDataset, clip_caption_ids, read_split
+
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    dataset = StageDataset(records, 3, tokenizer, "system", ground_truth_fraction=1.0, seed=0, rename_fraction=1.0,
+                           lookup_fraction=0.5, describe_fraction=0.5, clip_describe_fraction=0.5)
+    nonce = set(dataset.nonce_words)
+    renamed = 0
+    for _ in range(5):
+        for index in range(len(dataset)):
+            video = dataset.items[index][0]
+            item = dataset[index]
+            truth = [tokenizer.decode(ids).split() for ids in clip_caption_ids(tokenizer, records[video])]
+            read = [tokenizer.decode(ids).split() for ids in item["caption_ids"]]
+            changed = {(a, b) for old, new in zip(truth, read) for a, b in zip(old, new, strict=True) if a != b}
+            if not changed:  # nothing renameable in these captions
+                assert not any(re.search(rf"\b{w}\b", " ".join(map(" ".join, truth))) for w in RENAMEABLE_WORDS)
+                continue
+            ((old, new),) = {(a.strip(".,"), b.strip(".,")) for a, b in changed}
+            assert old in RENAMEABLE_WORDS and new in nonce
+            conversation = tokenizer.decode(item["input_ids"])
+            assert not re.search(rf"\b{old}\b", conversation) and not re.search(rf"\b{old}\b", str(read))
+            assert set(re.findall(r"\b[a-z]+\b", conversation)) & nonce <= {new}
+            renamed += new in conversation  # the asked-about word is preferred
+    assert renamed > 0
+    # only conversations on the ground truth are renamed; the option belongs to stage 3
+    generated = [clip_caption_ids(tokenizer, record) for record in records]
+    expert_only = StageDataset(records, 3, tokenizer, "system", generated, ground_truth_fraction=0.0, seed=0,
+                               rename_fraction=1.0)
+    assert all(expert_only[i]["caption_ids"] is generated[expert_only.items[i][0]] for i in range(len(expert_only)))
+    with pytest.raises(ValueError, match="rename_fraction"):
+        StageDataset(records, 1, tokenizer, "system", rename_fraction=0.5)
+    with pytest.raises(ValueError, match="rename_fraction"):
+        StageDataset(records, 3, tokenizer, "system", rename_fraction=1.5)
+
+
 def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cannot_fit(micro_data):
     from transformers import AutoTokenizer
 
@@ -655,6 +711,10 @@ def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cann
                     describe_fraction=0.5, mvbench_prompt_fraction=0.5, clip_describe_fraction=0.5)
     bound, _ = mixed.longest_input(pool_tokens, placeholders)
     assert max(drawn_length(mixed[i]) for _ in range(20) for i in range(len(mixed))) <= bound
+    renamed = dataset(ground_truth_fraction=1.0, open_fraction=0.5, lookup_fraction=0.5, describe_fraction=0.5,
+                      clip_describe_fraction=0.5, rename_fraction=1.0)  # nonce words are longer than the names
+    renamed_bound = renamed.longest_input(pool_tokens, placeholders)[0]
+    assert max(drawn_length(renamed[i]) for _ in range(20) for i in range(len(renamed))) <= renamed_bound
     # every optional part always drawn, the generated captions only: each draw is the longest one
     forced = dataset(ground_truth_fraction=0.0, open_fraction=0.0, frame_prompt_fraction=1.0, describe_fraction=1.0,
                      mvbench_prompt_fraction=1.0)

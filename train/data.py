@@ -19,10 +19,14 @@ as float16 `pixel_values`; every stage then reads the cache.
   inference sees) or the ground truth. Optionally the video is given as one `Frame{i}: <image>` line per frame
   (the PVC prompt of README's usage, `examples/chat_video.py` and the lmms-eval plug-in) instead of `<video>`, and
   a conversation opens with stage 1's description turn, so neither form nor "Describe" is new at inference.
+  Optionally (`rename_fraction`) a conversation on the ground-truth captions calls one of its colours or shapes by
+  a nonce word throughout (entity anonymization), so its answers can only be copied from the captions.
 """
 
+import itertools
 import json
 import random
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
-from synthvid import TASKS, format_answer, format_question, open_question, permute_options
+from synthvid import COLORS, SHAPES, TASKS, format_answer, format_question, open_question, permute_options
 from synthvid.files import write_atomic
 from synthvid.questions import TIME_PHRASES
 from tools.remote_code import import_remote
@@ -49,6 +53,11 @@ VIDEO_PROMPTS = ("video", "frames")  # one `<video>` placeholder, or one `Frame{
 QUESTION_FORMATS = ("langdc", "lmms-mvbench")
 MVBENCH_POST_PROMPT = "Only give the best option.\n"
 STAGES = (0, TEXT_STAGE, 1, 2, 3)  # in recipe order
+# entity anonymization (`rename_fraction`): the words a conversation may rename, and the nonce words' letters (rare in
+# the world's words, so no nonce word is one of them)
+RENAMEABLE_WORDS = (*COLORS, *SHAPES)
+NONCE_CONSONANTS = "fjkqvxz"
+NONCE_VOWELS = "aeiou"
 
 
 def read_split(data_dir: Path, split: str) -> list[dict]:
@@ -126,6 +135,50 @@ def clip_caption_ids(tokenizer, record: dict) -> list[list[int]]:
     """Token ids of each ground-truth clip caption of a synthvid record (no special tokens, no EOS): what the
     expert is trained to write in stage 2 and what `caption_ids` takes."""
     return [tokenizer(caption, add_special_tokens=False)["input_ids"] for caption in record["clip_captions"]]
+
+
+def nonce_words(tokenizer) -> list[str]:
+    """The nonce words a renamed conversation may use (`rename_word`): the consonant-vowel-consonant strings of
+    `NONCE_CONSONANTS` and `NONCE_VOWELS` that `tokenizer` writes after a space as the space's own token followed by
+    their tokens at the start of a text, so a name is the same token sequence in a caption (`a zaf circle.`), an
+    option line and an answer's first words (`zaf circle (B)`), and copying it is copying tokens.
+
+    Raises:
+        ValueError: if the tokenizer splits none of them so.
+    """
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    words = []
+    for letters in itertools.product(NONCE_CONSONANTS, NONCE_VOWELS, NONCE_CONSONANTS):
+        word = "".join(letters)
+        alone = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if tokenizer(f" {word}", add_special_tokens=False)["input_ids"] == space + alone:
+            words.append(word)
+    if not words:
+        raise ValueError("the tokenizer writes no nonce word after a space as the space's token plus the word's.")
+    return words
+
+
+def rename_word(value, old: str, new: str):
+    """`value` (a string, or lists and dicts of strings, nested) with every whole word `old` written `new`; other
+    values (numbers, None) unchanged. Entity anonymization as in Hermann et al., "Teaching Machines to Read and
+    Comprehend" (NeurIPS 2015): a name the LLM has never seen cannot be answered from the colour-shape pairs it
+    learned, only copied from the captions."""
+    pattern = re.compile(rf"\b{re.escape(old)}\b")
+    if isinstance(value, str):
+        return pattern.sub(new, value)
+    if isinstance(value, list):
+        return [rename_word(item, old, new) for item in value]
+    if isinstance(value, dict):
+        return {key: rename_word(item, old, new) for key, item in value.items()}
+    return value
+
+
+def nested_strings(value) -> list[str]:
+    """The strings in `value` (a string, or lists and dicts of them, nested), in order; dict keys excluded."""
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [text for item in items for text in nested_strings(item)]
 
 
 def pad_chat_batch(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict:
@@ -327,13 +380,17 @@ class StageDataset(Dataset):
             only its questions of the first of them it has, and a video with none gives no example (empty: all
             questions). A task that a mixed stage 3 asks too rarely to be learned gets whole runs of its own this
             way (runs v23, v24); in the text stage, the lookups are of those questions' options only (run v29).
+        rename_fraction: stage 3: share of the conversations on ground-truth captions in which one colour or shape
+            word of the video's captions (`RENAMEABLE_WORDS`) is written as a nonce word (`nonce_words`) in its
+            captions, questions, options and answers (`rename_word`), drawn per conversation (run v42): held-out
+            colour-shape pairs are read worst, and a renamed object's answer can only be copied from the captions.
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
-            `mvbench_prompt_fraction` or `clip_describe_fraction` > 0 outside stage 3 (or the first without
-            `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown task, or
-            `generated_captions` as `set_generated_captions` raises.
+            `mvbench_prompt_fraction`, `clip_describe_fraction` or `rename_fraction` > 0 outside stage 3 (or the
+            first without `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown
+            task, or `generated_captions` as `set_generated_captions` raises.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
@@ -342,22 +399,23 @@ class StageDataset(Dataset):
                  video_token_id: int | None = None, frame_prompt_fraction: float = 0.0,
                  num_frames: int | None = None, describe_fraction: float = 0.0,
                  mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0,
-                 focus_tasks: tuple[str, ...] = ()):
+                 focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
                             ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction),
                             ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction),
                             ("mvbench_prompt_fraction", mvbench_prompt_fraction),
-                            ("clip_describe_fraction", clip_describe_fraction)):
+                            ("clip_describe_fraction", clip_describe_fraction), ("rename_fraction", rename_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
             raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
-        stage_three = (frame_prompt_fraction, describe_fraction, mvbench_prompt_fraction, clip_describe_fraction)
+        stage_three = (frame_prompt_fraction, describe_fraction, mvbench_prompt_fraction, clip_describe_fraction,
+                       rename_fraction)
         if any(fraction > 0 for fraction in stage_three) and stage != 3:
-            raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction` and "
-                             "`clip_describe_fraction` belong to stage 3.")
+            raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction`, "
+                             "`clip_describe_fraction` and `rename_fraction` belong to stage 3.")
         if focus_tasks and (stage not in (3, TEXT_STAGE) or not set(focus_tasks) <= set(TASKS)):
             raise ValueError(f"`focus_tasks` belongs to stage 3 and the text stage and takes tasks of {TASKS}, got "
                              f"{focus_tasks} for stage {stage!r}.")
@@ -379,6 +437,8 @@ class StageDataset(Dataset):
         self.describe_fraction = describe_fraction
         self.mvbench_prompt_fraction = mvbench_prompt_fraction
         self.clip_describe_fraction = clip_describe_fraction
+        self.rename_fraction = rename_fraction
+        self.nonce_words = nonce_words(tokenizer) if rename_fraction > 0 else []
         self.records = records
         self.generated = None
         if generated_captions is not None:
@@ -438,9 +498,15 @@ class StageDataset(Dataset):
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
         else:
-            input_ids, labels = self._video_conversation(video, content)
-            use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
-            captions = self.clip_caption_ids[video] if use_truth else self.generated[video]
+            record, questions, captions = self.records[video], content, None
+            if self.rename_fraction:  # the caption source first: only conversations on the ground truth are renamed
+                captions = self._drawn_captions(video)
+                if captions is self.clip_caption_ids[video] and self.rng.random() < self.rename_fraction:
+                    record, questions = self._renamed(record, questions)
+                    captions = clip_caption_ids(self.tokenizer, record)
+            input_ids, labels = self._video_conversation(record, questions)
+            if captions is None:
+                captions = self._drawn_captions(video)
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
 
     def longest_input(self, pool_tokens: int, placeholder_ids: tuple[int, ...], captions: bool = True
@@ -453,11 +519,11 @@ class StageDataset(Dataset):
         turn, the longest clip description, a lookup of its longest option) and each question in its longest
         allowed form (open, ours or lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`)
         count as `pool_tokens` (pool-branch tokens per video) plus, with `captions` (a model with an expert), the
-        longer of its video's ground-truth and generated captions, as the model splices them. The chat template's
-        special tokens delimit every text, so a conversation's length is its texts' token counts plus the
-        template's (`chat_template_tokens`), and the longest form of each turn gives the longest conversation. The
-        text part is counted once per dataset (`_longest_texts`): a second call, after `set_generated_captions`,
-        only adds the captions again.
+        longer of its video's ground-truth and generated captions, as the model splices them, and with
+        `rename_fraction` what renaming can add (`_rename_growth`). The chat template's special tokens delimit every
+        text, so a conversation's length is its texts' token counts plus the template's (`chat_template_tokens`),
+        and the longest form of each turn gives the longest conversation. The text part is counted once per dataset
+        (`_longest_texts`): a second call, after `set_generated_captions`, only adds the captions again.
 
         Raises:
             ValueError: outside stage 3.
@@ -509,8 +575,19 @@ class StageDataset(Dataset):
             texts = [text for turns in alternatives for turn in turns for text in turn]
             counts = iter(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"]))
             self._text_lengths.append(per_turn * len(alternatives)
-                                      + sum(max(next(counts) + next(counts) for _ in turns) for turns in alternatives))
+                                      + sum(max(next(counts) + next(counts) for _ in turns) for turns in alternatives)
+                                      + self._rename_growth(texts + self.records[video]["clip_captions"]))
         return self._text_lengths
+
+    def _rename_growth(self, texts: list[str]) -> int:
+        """An upper bound on the tokens a renamed conversation adds to `texts` (its turns' texts and ground-truth
+        captions): each occurrence of the most frequent renameable word may become a space token plus the longest
+        nonce word's tokens in place of at least one token. 0 without `rename_fraction`."""
+        if not self.rename_fraction:
+            return 0
+        longest = max(len(self.tokenizer(word, add_special_tokens=False)["input_ids"]) for word in self.nonce_words)
+        occurrences = max(sum(len(re.findall(rf"\b{word}\b", text)) for text in texts) for word in RENAMEABLE_WORDS)
+        return occurrences * longest
 
     def _reseed_in_worker(self) -> None:
         """In a `DataLoader` worker process, draw from a stream of its own (seeded with the worker's seed, which
@@ -519,18 +596,39 @@ class StageDataset(Dataset):
         if info is not None and info.seed != self._worker_seed:
             self.rng, self._worker_seed = random.Random(info.seed), info.seed
 
-    def _video_conversation(self, video: int, questions: list[dict]) -> tuple[list[int], list[int]]:
-        """A stage-3 conversation of `video` (`_qa_conversation`), its placeholder `Frame{i}: <image>` lines with
-        probability `frame_prompt_fraction`, its first turn the description with probability `describe_fraction`,
-        then one clip's description with probability `clip_describe_fraction`, and its questions in lmms-eval's
-        MVBench format with probability `mvbench_prompt_fraction` (each drawn only when its fraction is set, so runs
-        without them keep their stream)."""
+    def _drawn_captions(self, video: int) -> list[list[int]]:
+        """Stage 3: the clip captions a conversation of `video` reads, drawn: the ground truth (the list
+        `clip_caption_ids[video]` itself) with probability `ground_truth_fraction`, else the expert's own."""
+        use_truth = self.generated is None or self.rng.random() < self.ground_truth_fraction
+        return self.clip_caption_ids[video] if use_truth else self.generated[video]
+
+    def _renamed(self, record: dict, questions: list[dict]) -> tuple[dict, list[dict]]:
+        """`record` (its captions and questions) and `questions` with one colour or shape word of the record's
+        captions written as a nonce word (`rename_word`), both drawn: a word that `questions` name too when there
+        is one, so the renamed name is asked about; unchanged when the captions name none."""
+        def names(texts) -> list[str]:
+            return [word for word in RENAMEABLE_WORDS if any(re.search(rf"\b{word}\b", text) for text in texts)]
+
+        named = names(record["clip_captions"])
+        if not named:
+            return record, questions
+        asked = [word for word in names(nested_strings(questions)) if word in named]
+        old, new = self.rng.choice(asked or named), self.rng.choice(self.nonce_words)
+        texts = {key: record[key] for key in ("clip_captions", "video_caption", "questions")}
+        return {**record, **rename_word(texts, old, new)}, rename_word(questions, old, new)
+
+    def _video_conversation(self, record: dict, questions: list[dict]) -> tuple[list[int], list[int]]:
+        """A stage-3 conversation of the video of `record` (`_qa_conversation`), its placeholder `Frame{i}: <image>`
+        lines with probability `frame_prompt_fraction`, its first turn the description with probability
+        `describe_fraction`, then one clip's description with probability `clip_describe_fraction`, and its questions
+        in lmms-eval's MVBench format with probability `mvbench_prompt_fraction` (each drawn only when its fraction
+        is set, so runs without them keep their stream)."""
         frames = self.frame_prompt_fraction and self.rng.random() < self.frame_prompt_fraction
         prefix = video_prefix("frames" if frames else "video", self.num_frames)
         describe = self.describe_fraction and self.rng.random() < self.describe_fraction
-        first = [(DESCRIBE_PROMPT, self.records[video]["video_caption"])] if describe else []
+        first = [(DESCRIBE_PROMPT, record["video_caption"])] if describe else []
         if self.clip_describe_fraction and self.rng.random() < self.clip_describe_fraction:
-            clips = clip_describe_turns(self.records[video])
+            clips = clip_describe_turns(record)
             first += [self.rng.choice(clips)] if clips else []
         mvbench = self.mvbench_prompt_fraction and self.rng.random() < self.mvbench_prompt_fraction
         return self._qa_conversation(questions, prefix, first, "lmms-mvbench" if mvbench else "langdc")
