@@ -1167,3 +1167,37 @@ def test_freeze_expert_embeddings_keeps_the_soft_tokens_and_trains_the_rest(stag
         freeze_for_stage(before, 2, freeze_expert_embeddings=True)  # the output layer would freeze too
     with pytest.raises(ValueError, match="got stage 3"):
         freeze_for_stage(after, 3, freeze_expert_embeddings=True)
+
+
+def test_compare_gives_the_paired_difference_and_its_standard_error(tmp_path, capsys):
+    from scipy.stats import sem
+
+    from eval.compare import compare_details, main as compare
+
+    def details(correct):
+        return {"questions": [{"video": f"test_{i // 2}", "task": ("color", "order")[i % 2], "answer": i % 4,
+                               "unseen": i >= 6, "correct": c} for i, c in enumerate(correct)]}
+
+    a, b = [1, 0, 1, 1, 0, 0, 1, 0], [1, 1, 0, 1, 1, 0, 1, 1]
+    result = compare_details(details(a), details(b))
+    diffs = [y - x for x, y in zip(a, b)]
+    assert result["overall"]["accuracy_a"] == 0.5 and result["overall"]["accuracy_b"] == 0.75
+    assert result["overall"]["difference"] == pytest.approx(0.25)
+    assert result["overall"]["standard_error"] == pytest.approx(sem(diffs))
+    assert (result["overall"]["newly_right"], result["overall"]["newly_wrong"]) == (3, 1)
+    assert result["unseen"]["questions"] == 2 and result["seen"]["questions"] == 6
+    assert result["per_task"]["order"]["difference"] == pytest.approx(sum(diffs[1::2]) / 4)
+    paths = []
+    for name, correct in (("a", a), ("b", b)):
+        paths.append(tmp_path / name / "eval" / "test_details.json")
+        paths[-1].parent.mkdir(parents=True)
+        paths[-1].write_text(json.dumps(details(correct)))
+    compare([*map(str, paths), "--output", str(tmp_path / "comparison.json")])
+    assert "| overall (8) | 50.0% | 75.0% | +25.0 (" in capsys.readouterr().out
+    assert json.loads((tmp_path / "comparison.json").read_text()) == result
+    other = details(b)
+    other["questions"][3]["video"] = "val_9"
+    with pytest.raises(ValueError, match="question 3 differs .*not of the same split"):
+        compare_details(details(a), other)
+    with pytest.raises(ValueError, match="scored 8 and 7 questions"):
+        compare_details(details(a), {"questions": other["questions"][:7]})
