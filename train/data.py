@@ -27,6 +27,7 @@ import itertools
 import json
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -519,11 +520,12 @@ class StageDataset(Dataset):
         turn, the longest clip description, a lookup of its longest option) and each question in its longest
         allowed form (open, ours or lmms-eval's multiple-choice prompt); its media placeholders (`placeholder_ids`)
         count as `pool_tokens` (pool-branch tokens per video) plus, with `captions` (a model with an expert), the
-        longer of its video's ground-truth and generated captions, as the model splices them, and with
-        `rename_fraction` what renaming can add (`_rename_growth`). The chat template's special tokens delimit every
-        text, so a conversation's length is its texts' token counts plus the template's (`chat_template_tokens`),
-        and the longest form of each turn gives the longest conversation. The text part is counted once per dataset
-        (`_longest_texts`): a second call, after `set_generated_captions`, only adds the captions again.
+        longer of its video's ground-truth and generated captions, as the model splices them; with `rename_fraction`,
+        a conversation on the ground truth is also counted renamed (`_longest_renamed`). The chat template's special
+        tokens delimit every text, so a conversation's length is its texts' token counts plus the template's
+        (`chat_template_tokens`), and the longest form of each turn gives the longest conversation. The text part is
+        counted once per dataset (`_longest_texts`): a second call, after `set_generated_captions`, only adds the
+        captions again.
 
         Raises:
             ValueError: outside stage 3.
@@ -536,12 +538,14 @@ class StageDataset(Dataset):
         fixed += len(prefix_ids) - sum(prefix_ids.count(i) for i in placeholder_ids) + pool_tokens
         sources = [{"ground truth": self.clip_caption_ids, "expert": self.generated}[name]
                    for name in self.caption_sources()]
-        longest = (0, -1)
-        for item, ((video, _), text_length) in enumerate(zip(self.items, self._longest_texts())):
-            length = fixed + text_length
-            if captions:
-                length += max(sum(map(len, source[video])) for source in sources)
-            longest = max(longest, (length, item))
+        renamed = self.rename_fraction > 0 and "ground truth" in self.caption_sources()
+        longest, texts = (0, -1), self._longest_texts()
+        for item, ((video, _), (plain, renamed_text, caption_growth)) in enumerate(zip(self.items, texts)):
+            length = plain + (max(sum(map(len, source[video])) for source in sources) if captions else 0)
+            if renamed:  # renamed conversations read the ground-truth captions, renamed too
+                truth = sum(map(len, self.clip_caption_ids[video])) + caption_growth if captions else 0
+                length = max(length, renamed_text + truth)
+            longest = max(longest, (fixed + length, item))
         return longest
 
     def caption_sources(self) -> list[str]:
@@ -551,9 +555,11 @@ class StageDataset(Dataset):
                  ("expert", self.generated is not None and self.ground_truth_fraction < 1))
         return [name for name, used in drawn if used]
 
-    def _longest_texts(self) -> list[int]:
+    def _longest_texts(self) -> list[tuple[int, int, int]]:
         """Per stage-3 item, the tokens of its longest conversation without media: every optional turn its fractions
-        allow, each turn in its longest form, plus the chat template's tokens per turn (computed once)."""
+        allow, each turn in its longest form, plus the chat template's tokens per turn (computed once); as
+        `(plain, renamed, caption_growth)`: as drawn, and with `rename_fraction` renamed (`_longest_renamed`; else
+        `plain, 0`)."""
         if self._text_lengths is not None:
             return self._text_lengths
         per_turn = chat_template_tokens(self.tokenizer, self.system_message)[1]
@@ -574,20 +580,28 @@ class StageDataset(Dataset):
                 alternatives.append(clips)
             texts = [text for turns in alternatives for turn in turns for text in turn]
             counts = iter(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"]))
-            self._text_lengths.append(per_turn * len(alternatives)
-                                      + sum(max(next(counts) + next(counts) for _ in turns) for turns in alternatives)
-                                      + self._rename_growth(texts + self.records[video]["clip_captions"]))
+            tokens = [[next(counts) + next(counts) for _ in turns] for turns in alternatives]
+            template = per_turn * len(alternatives)
+            renamed, caption_growth = (self._longest_renamed(alternatives, tokens, self.records[video]["clip_captions"])
+                                       if self.rename_fraction else (0, 0))
+            self._text_lengths.append((template + sum(map(max, tokens)), template + renamed, caption_growth))
         return self._text_lengths
 
-    def _rename_growth(self, texts: list[str]) -> int:
-        """An upper bound on the tokens a renamed conversation adds to `texts` (its turns' texts and ground-truth
-        captions): each occurrence of the most frequent renameable word may become a space token plus the longest
-        nonce word's tokens in place of at least one token. 0 without `rename_fraction`."""
-        if not self.rename_fraction:
-            return 0
-        longest = max(len(self.tokenizer(word, add_special_tokens=False)["input_ids"]) for word in self.nonce_words)
-        occurrences = max(sum(len(re.findall(rf"\b{word}\b", text)) for text in texts) for word in RENAMEABLE_WORDS)
-        return occurrences * longest
+    def _longest_renamed(self, alternatives: list[list[tuple[str, str]]], tokens: list[list[int]],
+                         captions: list[str]) -> tuple[int, int]:
+        """`(turn tokens, caption growth)` of the longest renamed conversation: one alternative per turn (`tokens`
+        each) and the renameable word that makes turns and ground-truth `captions` longest renamed, each of its
+        occurrences becoming a space token plus the longest nonce word's tokens in place of at least one token."""
+        extra = max(len(self.tokenizer(word, add_special_tokens=False)["input_ids"]) for word in self.nonce_words)
+        words = re.compile(rf"\b({'|'.join(RENAMEABLE_WORDS)})\b")
+        counts = [[Counter(words.findall(" ".join(turn))) for turn in turns] for turns in alternatives]
+        in_captions = Counter(words.findall(" ".join(captions)))
+
+        def renamed(word: str) -> tuple[int, int]:
+            return (sum(max(length + extra * count[word] for length, count in zip(turn_tokens, turn_counts))
+                        for turn_tokens, turn_counts in zip(tokens, counts)), extra * in_captions[word])
+
+        return max(map(renamed, RENAMEABLE_WORDS), key=sum)
 
     def _reseed_in_worker(self) -> None:
         """In a `DataLoader` worker process, draw from a stream of its own (seeded with the worker's seed, which

@@ -86,7 +86,7 @@ def check_context(dataset: StageDataset, model) -> None:
             f"Stage-3 example {item} can reach {length} LLM input tokens (every optional turn drawn, with {captions} "
             f"captions), more than the LLM context of {context}: lower --questions-per-example, or the optional "
             f"turns (--describe-fraction, --clip-describe-fraction, --frame-prompt-fraction, --lookup-fraction, "
-            f"--mvbench-prompt-fraction)."
+            f"--mvbench-prompt-fraction), or --rename-fraction."
         )
     print(f"longest stage-3 input with {captions} captions: {length} of the LLM's {context} tokens (example {item})")
 
