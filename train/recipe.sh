@@ -4,9 +4,11 @@
 #   MODEL=baseline bash train/recipe.sh    # the no-expert baseline: same data, stages 0, text, 1 and 3, same steps
 # OUT receives the bf16 export of the last stage and eval/results-NAME its test-split evaluation. Run v6, this recipe
 # as is, is checkpoints/synthvid-v6-cpu (its export, remote-code files linked to the root's). The shipped root is run
-# v15: this recipe's stages 0-2, stage 3 on one GPU (run v7, train/recipe_gpu.sh), the expert retrained twice under
-# that LLM (runs v10 and v11), then two CPU stage-3 runs: both video prompt forms, then lmms-eval's MVBench question
-# prompt (README "How the root was trained"; train/RUNS.md).
+# v35: this recipe's stages 0-2, stage 3 on one GPU (run v7, train/recipe_gpu.sh), then fourteen runs on the CPU, the
+# last ones giving the vision tower a colour-moment head and the expert tubelet tokens (README "How the root was
+# trained"; train/RUNS.md). Run v43 (train/RUNS.md) is this recipe with those methods from scratch
+# (tools/configs/synthvid_tubelets.json): a far better expert, but the letters stayed at chance in its CPU budget, so
+# this recipe stays run v6's.
 # (checkpoints/synthvid-baseline is not this recipe's: it is run v15 without its expert, trained further; README
 # "No-expert baseline".)
 set -euo pipefail
