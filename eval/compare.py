@@ -11,6 +11,7 @@ independent accuracies' errors). Reported overall, for the seen and unseen compo
 import argparse
 import json
 import math
+import statistics
 from pathlib import Path
 
 from synthvid.files import write_text_atomic
@@ -34,7 +35,7 @@ def paired_difference(correct_a: list[bool], correct_b: list[bool]) -> dict:
     n = len(correct_a)
     diffs = [int(b) - int(a) for a, b in zip(correct_a, correct_b)]
     mean = sum(diffs) / n
-    error = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else None
+    error = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else None
     return {"questions": n, "accuracy_a": sum(correct_a) / n, "accuracy_b": sum(correct_b) / n, "difference": mean,
             "standard_error": error, "newly_right": diffs.count(1), "newly_wrong": diffs.count(-1)}
 

@@ -57,6 +57,7 @@ STAGES = (0, TEXT_STAGE, 1, 2, 3)  # in recipe order
 # entity anonymization (`rename_fraction`): the words a conversation may rename, and the nonce words' letters (rare in
 # the world's words, so no nonce word is one of them)
 RENAMEABLE_WORDS = (*COLORS, *SHAPES)
+RENAMEABLE_PATTERN = re.compile(rf"\b({'|'.join(RENAMEABLE_WORDS)})\b")
 NONCE_CONSONANTS = "fjkqvxz"
 NONCE_VOWELS = "aeiou"
 
@@ -440,6 +441,9 @@ class StageDataset(Dataset):
         self.clip_describe_fraction = clip_describe_fraction
         self.rename_fraction = rename_fraction
         self.nonce_words = nonce_words(tokenizer) if rename_fraction > 0 else []
+        # the most tokens a nonce word takes (after its space token), for the context bound
+        self._nonce_tokens = max((len(tokenizer(word, add_special_tokens=False)["input_ids"])
+                                  for word in self.nonce_words), default=0)
         self.records = records
         self.generated = None
         if generated_captions is not None:
@@ -592,10 +596,9 @@ class StageDataset(Dataset):
         """`(turn tokens, caption growth)` of the longest renamed conversation: one alternative per turn (`tokens`
         each) and the renameable word that makes turns and ground-truth `captions` longest renamed, each of its
         occurrences becoming a space token plus the longest nonce word's tokens in place of at least one token."""
-        extra = max(len(self.tokenizer(word, add_special_tokens=False)["input_ids"]) for word in self.nonce_words)
-        words = re.compile(rf"\b({'|'.join(RENAMEABLE_WORDS)})\b")
-        counts = [[Counter(words.findall(" ".join(turn))) for turn in turns] for turns in alternatives]
-        in_captions = Counter(words.findall(" ".join(captions)))
+        extra = self._nonce_tokens
+        counts = [[Counter(RENAMEABLE_PATTERN.findall(" ".join(turn))) for turn in turns] for turns in alternatives]
+        in_captions = Counter(RENAMEABLE_PATTERN.findall(" ".join(captions)))
 
         def renamed(word: str) -> tuple[int, int]:
             return (sum(max(length + extra * count[word] for length, count in zip(turn_tokens, turn_counts))
@@ -621,7 +624,8 @@ class StageDataset(Dataset):
         captions written as a nonce word (`rename_word`), both drawn: a word that `questions` name too when there
         is one, so the renamed name is asked about; unchanged when the captions name none."""
         def names(texts) -> list[str]:
-            return [word for word in RENAMEABLE_WORDS if any(re.search(rf"\b{word}\b", text) for text in texts)]
+            found = {word for text in texts for word in RENAMEABLE_PATTERN.findall(text)}
+            return [word for word in RENAMEABLE_WORDS if word in found]  # in a fixed order: the draw depends on it
 
         named = names(record["clip_captions"])
         if not named:
