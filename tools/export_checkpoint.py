@@ -11,11 +11,14 @@ side, with or without the expert; `--clip-time-frequencies F` adds a zero-initia
 layers on top (`deepen`), so the export answers as the source does until they are trained;
 `--expert-token-layout tubelets` gives the expert one token per pooled cell and clip
 (`LangDCConfig.expert_token_layout`; its captions change until stage 2 retrains it); `--expert-from CKPT` puts
-CKPT's expert and expert projector beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37).
+CKPT's expert and expert projector beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37);
+`--llm-config SPEC` gives SOURCE's vision tower and expert a new, randomly initialised LLM side of SPEC's
+`text_config` (`with_new_llm`, run v44: a wider LLM trained from scratch on a trained expert).
 """
 
 import argparse
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -128,6 +131,42 @@ def with_expert_of(model, donor):
     return merged.eval()
 
 
+# what a new LLM replaces: the LLM and every module whose output is the LLM's width (what stage 3 trains)
+LLM_SIDE = ("language_model", "caption_projector", "pool_projector", "video_pool_projector", TIME_MODULE)
+
+
+def with_new_llm(model, text_config: dict, seed: int = 0):
+    """`model` with a new, randomly initialised LLM side (`LLM_SIDE`): a `language_model` whose config is `model`'s
+    `text_config` updated with `text_config` (e.g. a wider, deeper decoder; the vocabulary, so the tokenizer, stays),
+    and new caption / pool projectors, whose outputs are the LLM's width. The vision tower(s), expert and expert
+    projector keep their trained weights, so the soft tokens are the trained expert's captions from the start; the
+    text stage, stage 1 and stage 3 then train the new LLM side (run v44, `train/recipe_gpu_llm.sh`). `seed` seeds
+    the new weights.
+
+    Raises:
+        ValueError: if `text_config` is not a dict, changes `vocab_size` or `model_type`, or builds an invalid
+            config (transformers' own check); `RuntimeError` if a kept weight does not carry over.
+    """
+    if not isinstance(text_config, dict):
+        raise ValueError(f"`text_config` must be a dict of text-config fields, got {type(text_config).__name__}.")
+    old = model.config.text_config.to_dict()
+    for field in ("vocab_size", "model_type"):
+        if field in text_config and text_config[field] != old[field]:
+            raise ValueError(f"`text_config` may not change `{field}` ({old[field]!r} -> {text_config[field]!r}): "
+                             "the tokenizer and the decoder class stay.")
+    merged = {**old, **text_config}
+    if "layer_types" not in text_config:  # one attention type per layer, as many as the new depth
+        merged["layer_types"] = ["full_attention"] * merged["num_hidden_layers"]
+    config = type(model.config).from_dict({**model.config.to_dict(), "text_config": merged})
+    torch.manual_seed(seed)
+    fresh = rebuilt(model, config)
+    kept = {key: value for key, value in model.state_dict().items() if key.split(".")[0] not in LLM_SIDE}
+    missing, unexpected = fresh.load_state_dict(kept, strict=False)
+    if unexpected or any(key.split(".")[0] not in LLM_SIDE for key in missing):
+        raise RuntimeError(f"weights that do not carry over: missing {missing}, unexpected {unexpected}")
+    return fresh.eval()
+
+
 DECODERS = {"expert": "expert_config", "language_model": "text_config"}  # deepenable decoder -> its config key
 
 
@@ -169,17 +208,28 @@ def deepen(model, part: str, num_layers: int):
 def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool_grid: int | None = None,
            use_expert: bool = True, clip_time_frequencies: int | None = None,
            expert_token_layout: str | None = None, expert_layers: int | None = None,
-           llm_layers: int | None = None, expert_from: Path | None = None) -> list[str]:
+           llm_layers: int | None = None, expert_from: Path | None = None,
+           llm_config: Path | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
     `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` / `llm_layers`
     deepen its expert / LLM (`deepen`); before all of them, `expert_from` replaces its expert with that
-    checkpoint's (`with_expert_of`)."""
+    checkpoint's (`with_expert_of`), and `llm_config` (a JSON config spec) its LLM side with a new one of the spec's
+    `text_config` (`with_new_llm`).
+
+    Raises:
+        ValueError: if `llm_config` has no `text_config` dict, or from the steps above.
+    """
     modeling = import_remote("modeling_langdc")
     model = modeling.LangDCForConditionalGeneration.from_pretrained(source, dtype=dtype).eval()
     if expert_from is not None:
         donor = modeling.LangDCForConditionalGeneration.from_pretrained(expert_from, dtype=dtype).eval()
         model = with_expert_of(model, donor)
+    if llm_config is not None:
+        spec = json.loads(Path(llm_config).read_text())
+        if not isinstance(spec, dict) or not isinstance(spec.get("text_config"), dict):
+            raise ValueError(f"`llm_config` {llm_config} has no `text_config` object.")
+        model = with_new_llm(model, spec["text_config"])
     changes = (pool_grid, clip_time_frequencies, expert_token_layout)
     if not use_expert or any(change is not None for change in changes):
         model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_token_layout)
@@ -211,10 +261,13 @@ def main(argv=None) -> None:
     parser.add_argument("--expert-from", type=Path, default=None,
                         help="take the expert and expert projector of this checkpoint (same vision tower; "
                              "with_expert_of)")
+    parser.add_argument("--llm-config", type=Path, default=None,
+                        help="a config spec (.json) whose text_config replaces SOURCE's LLM side with a new, "
+                             "randomly initialised one (with_new_llm)")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
                    args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers,
-                   args.expert_from)
+                   args.expert_from, args.llm_config)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
@@ -222,7 +275,8 @@ def main(argv=None) -> None:
                     f", expert token layout {args.expert_token_layout}" if args.expert_token_layout else "",
                     f", expert layers {args.expert_layers}" if args.expert_layers else "",
                     f", LLM layers {args.llm_layers}" if args.llm_layers else "",
-                    f", expert from {args.expert_from}" if args.expert_from else ""])
+                    f", expert from {args.expert_from}" if args.expert_from else "",
+                    f", new LLM side of {args.llm_config}" if args.llm_config else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 

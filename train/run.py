@@ -30,8 +30,9 @@ from tools.remote_code import import_remote
 from tools.tokenizer import train_bpe_tokenizer
 from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, STAGES, TEXT_STAGE, LangDCCollator,
                         StageDataset, clip_caption_ids, encode_videos, load_pixel_cache, read_split)
-from train.stages import (COLLAPSED_WORD_GROUPS, LangDCTrainer, align_caption_projector, count_trainable,
-                          freeze_for_stage, set_threads, spread_expert_embeddings, untie_expert_embeddings)
+from train.stages import (COLLAPSED_WORD_GROUPS, LangDCTrainer, WallClockLimit, align_caption_projector,
+                          count_trainable, freeze_for_stage, set_threads, spread_expert_embeddings,
+                          untie_expert_embeddings)
 from train.vision import (FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache,
                           load_moment_cache)
 
@@ -251,9 +252,14 @@ def main(argv=None) -> None:
     parser.add_argument("--caption-batch-videos", type=int, default=CAPTION_BATCH_VIDEOS,
                         help="stage 3: videos per batch when the expert captions the training set")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT/trainer")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop the steps after this many minutes and save as usual (train.stages.WallClockLimit: a "
+                             "guard for a fixed time slot; the schedule still spans --max-steps)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.max_minutes is not None and args.max_minutes < 0:
+        parser.error(f"--max-minutes must be >= 0, got {args.max_minutes}")
     if args.moment_weight and args.stage != 0:
         parser.error(f"--moment-weight belongs to stage 0, got --stage {args.stage}")
     if args.caption_word_weights and args.stage != 2:
@@ -366,6 +372,7 @@ def main(argv=None) -> None:
         processing_class=processor,
         stage=args.stage,
         module_learning_rates=None if args.clip_time_lr is None else {TIME_MODULE: args.clip_time_lr},
+        callbacks=None if args.max_minutes is None else [WallClockLimit(args.max_minutes)],
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     model.eval()
@@ -379,6 +386,8 @@ def main(argv=None) -> None:
         "wall_seconds": time.perf_counter() - started,
         "device": str(model.device),
         "threads": torch.get_num_threads(),
+        "stopped_at_step": next((c.stopped_at_step for c in trainer.callback_handler.callbacks
+                                 if isinstance(c, WallClockLimit)), None),
         "args": {k: str(v) for k, v in vars(args).items()},
         "log_history": trainer.state.log_history,
     }

@@ -13,8 +13,10 @@ stage with a frozen tower may train on its cached features, `train/run.py --cach
 | 3 QA | questions, soft tokens from captions | LLM, caption projector, pool projector (+ clip time embedding) | vision tower, expert side |
 """
 
+import time
+
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from synthvid import DIRECTIONS
 from tools.export_checkpoint import EXPERT_SIDE, TIME_MODULE
@@ -106,6 +108,34 @@ class LangDCTrainer(Trainer):
             inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "labels")}
         outputs = model(**inputs)
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+
+class WallClockLimit(TrainerCallback):
+    """Stops training after `minutes` of steps (from the first step's start), so that a run fits a fixed time slot (a
+    10-minute GPU command) whatever its speed; the Trainer then ends as after its last step, and the run saves its
+    checkpoint as usual. The learning-rate schedule still spans `--max-steps`, so a stopped run ends above its final
+    rate: size the steps to the slot, and keep this as the guard. `stopped_at_step` is the step it stopped after
+    (`None` if the run ended by itself).
+
+    Raises:
+        ValueError: if `minutes` is negative.
+    """
+
+    def __init__(self, minutes: float):
+        if minutes < 0:
+            raise ValueError(f"`minutes` must be >= 0, got {minutes}.")
+        self.seconds = 60.0 * minutes
+        self.started = None
+        self.stopped_at_step = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.started >= self.seconds and state.global_step < state.max_steps:
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
 
 
 def count_trainable(model) -> dict[str, int]:
