@@ -70,8 +70,11 @@ def make_spec(group: str, seed: int, index: int) -> dict:
     return sample_scene(rng, density=density, required_pair=required)
 
 
-def make_record(group: str, seed: int, index: int, out_dir=None) -> dict:
-    """The JSONL record of one video; writes its mp4 under `out_dir` when given.
+def make_record(group: str, seed: int, index: int, out_dir=None, withhold_held_out_colors: bool = False) -> dict:
+    """The JSONL record of one video; writes its mp4 under `out_dir` when given. With `withhold_held_out_colors`, a
+    training video's colour question never offers a shape's held-out colour (`HELD_OUT_PAIRS`) as a wrong option, so
+    no training text pairs a held-out colour with its shape at all (the other groups are unchanged, so that
+    validation and test results stay comparable across builds).
 
     Raises:
         RuntimeError: if a caption's event sentences disagree with the ground-truth event counts (a bug).
@@ -86,6 +89,7 @@ def make_record(group: str, seed: int, index: int, out_dir=None) -> dict:
         raise RuntimeError(f"{video_id(group, index)}: captions state {stated} events, ground truth {counts}")
     unseen = group == "test_unseen"
     excluded = () if unseen else tuple(f"{c} {s}" for c, s in HELD_OUT_PAIRS)
+    withheld = excluded if withhold_held_out_colors and group == "train" else ()
     _, question_rng = scene_generators(seed, group, index)
     split = SPLIT_OF_GROUP[group]
     identifier = video_id(group, index)
@@ -101,7 +105,8 @@ def make_record(group: str, seed: int, index: int, out_dir=None) -> dict:
         "clip_captions": captions,
         "video_caption": video_caption(captions),
         "clip_event_counts": counts,
-        "questions": generate_questions(truth, question_rng, excluded_names=excluded),
+        "questions": generate_questions(truth, question_rng, excluded_names=excluded,
+                                        withheld_color_names=withheld),
     }
 
 
@@ -116,10 +121,12 @@ def _records(jobs: list[tuple], workers: int) -> list[dict]:
         return list(pool.imap(_make_record_job, jobs, chunksize=IMAP_CHUNKSIZE))
 
 
-def text_only_records(seed: int, start: int, count: int, workers: int = 1) -> list[dict]:
+def text_only_records(seed: int, start: int, count: int, workers: int = 1,
+                      withhold_held_out_colors: bool = False) -> list[dict]:
     """Records of the training scenes `start .. start + count - 1` of dataset `seed` without their videos: captions
     and questions only (`video` is None), ~4 ms per scene instead of rendering and encoding an mp4. They never show a
     held-out pair; with `start` >= the built training count they are new scenes (text for the LLM's text stage).
+    `withhold_held_out_colors` as in `make_record` (the build's, `meta.json`).
 
     Raises:
         ValueError: for a negative `seed`, `start` or `count`, or `workers < 1`.
@@ -129,11 +136,12 @@ def text_only_records(seed: int, start: int, count: int, workers: int = 1) -> li
             raise ValueError(f"{name}: must be >= 0, got {value}")
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
-    jobs = [("train", seed, index, None) for index in range(start, start + count)]
+    jobs = [("train", seed, index, None, withhold_held_out_colors) for index in range(start, start + count)]
     return [{**record, "video": None} for record in _records(jobs, workers)]
 
 
-def build_dataset(out_dir, counts: dict[str, int], seed: int, workers: int = 1) -> dict:
+def build_dataset(out_dir, counts: dict[str, int], seed: int, workers: int = 1,
+                  withhold_held_out_colors: bool = False) -> dict:
     """Generate every split into `out_dir` and return the meta dict (also written to `out_dir/meta.json`).
 
     Args:
@@ -141,6 +149,7 @@ def build_dataset(out_dir, counts: dict[str, int], seed: int, workers: int = 1) 
         counts: videos per generation group, keys among `GROUPS` (missing = 0).
         seed: the dataset seed.
         workers: processes rendering and encoding videos (1 = in this process).
+        withhold_held_out_colors: training colour questions never offer a held-out colour (`make_record`).
 
     Raises:
         ValueError: for an unknown group, a negative count or `workers < 1`.
@@ -153,13 +162,14 @@ def build_dataset(out_dir, counts: dict[str, int], seed: int, workers: int = 1) 
             raise ValueError(f"counts.{group}: must be >= 0, got {count}")
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
-    jobs = [(group, seed, index, str(out_dir)) for group in GROUPS for index in range(counts.get(group, 0))]
+    jobs = [(group, seed, index, str(out_dir), withhold_held_out_colors)
+            for group in GROUPS for index in range(counts.get(group, 0))]
     records = _records(jobs, workers)
     by_split = {split: [r for r in records if r["split"] == split] for split in SPLITS}
     for split, split_records in by_split.items():
         lines = "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in split_records)
         write_text_atomic(out_dir / f"{split}.jsonl", lines)
-    meta = build_meta(records, counts, seed)
+    meta = build_meta(records, counts, seed) | {"withhold_held_out_colors": withhold_held_out_colors}
     write_text_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 

@@ -182,7 +182,8 @@ def counting_question(truth, rng, references):
                  _sample(rng, pool, NUM_OPTIONS - 1), rng)
 
 
-def color_question(truth, rng, references):
+def color_question(truth, rng, references, withheld_names=()):
+    """`withheld_names`: colour+shape names whose colour is never offered as a wrong option for that shape."""
     objects = truth.scene.objects
     candidates = []
     for shape in SHAPES:
@@ -192,7 +193,7 @@ def color_question(truth, rng, references):
     if not candidates:
         return None
     shape, color = _pick(rng, candidates)
-    others = [c for c in COLORS if c != color]
+    others = [c for c in COLORS if c != color and f"{c} {shape}" not in withheld_names]
     return _make("color", f"what color is the {shape} at the start?", color, _sample(rng, others, NUM_OPTIONS - 1), rng)
 
 
@@ -337,7 +338,7 @@ TASK_GENERATORS = {
 
 
 def generate_questions(truth: GroundTruth, rng: np.random.Generator, excluded_names=(),
-                       tasks=TASKS) -> list[dict]:
+                       tasks=TASKS, withheld_color_names=()) -> list[dict]:
     """At most one question per task (in `tasks` order) for the scene, each only when well defined.
 
     Args:
@@ -346,6 +347,9 @@ def generate_questions(truth: GroundTruth, rng: np.random.Generator, excluded_na
         excluded_names: colour+shape names never to use as existence distractors (the held-out pairs in the seen
             splits, so their names never occur in that text).
         tasks: which task types to try.
+        withheld_color_names: colour+shape names whose colour a colour question never offers as a wrong option for
+            that shape (the held-out pairs in training data built with `withhold_held_out_colors`: otherwise a
+            held-out colour is a shape's wrong answer about once per two training videos, and never its right one).
 
     Raises:
         ValueError: for an unknown task name.
@@ -357,6 +361,8 @@ def generate_questions(truth: GroundTruth, rng: np.random.Generator, excluded_na
             raise ValueError(f"tasks: unknown task {task!r} (known: {', '.join(TASKS)})")
         if task == "existence":
             question = existence_question(truth, rng, references, excluded_names)
+        elif task == "color":
+            question = color_question(truth, rng, references, withheld_color_names)
         else:
             question = TASK_GENERATORS[task](truth, rng, references)
         if question is not None:

@@ -451,6 +451,41 @@ def test_deepen_expert_adds_identity_layers_on_top(make_model):
         deepen(base, "vision_model", 8)
 
 
+def test_with_new_llm_keeps_the_expert_and_starts_a_wider_llm_side(make_model, checkpoint_dir, tmp_path):
+    import json
+
+    from tools.export_checkpoint import LLM_SIDE, export, with_new_llm
+
+    base = make_model()
+    text = base.config.text_config
+    wide = with_new_llm(base, {"hidden_size": 2 * text.hidden_size, "num_hidden_layers": text.num_hidden_layers + 1})
+    assert wide.config.text_config.hidden_size == 2 * text.hidden_size
+    assert len(wide.language_model.model.layers) == len(wide.config.text_config.layer_types) == 3
+    assert wide.config.text_config.vocab_size == text.vocab_size
+    kept = base.state_dict()
+    for name, value in wide.state_dict().items():
+        if name.split(".")[0] in LLM_SIDE:
+            assert name not in kept or value.shape != kept[name].shape or not torch.equal(value, kept[name]), name
+        else:  # the vision tower, expert and expert projector, exactly
+            torch.testing.assert_close(value, kept[name], rtol=0, atol=0)
+    projected = wide.caption_projector(torch.zeros(1, base.config.expert_config.hidden_size))
+    assert projected.shape == (1, 2 * text.hidden_size)
+    pixels = video_pixels(8)
+    assert wide.caption_clips(pixels, [[1] * 8], 3) == base.caption_clips(pixels, [[1] * 8], 3)  # the same captions
+    assert wide.generation_config.to_dict() == base.generation_config.to_dict()
+    with pytest.raises(ValueError, match="`vocab_size`"):
+        with_new_llm(base, {"vocab_size": text.vocab_size + 1})
+    with pytest.raises(ValueError, match="must be a dict"):
+        with_new_llm(base, ["hidden_size"])
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"text_config": {"num_hidden_layers": 3}}))
+    export(checkpoint_dir, tmp_path / "out", dtype=torch.float32, llm_config=spec)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["text_config"]["num_hidden_layers"] == 3
+    spec.write_text(json.dumps({"vision_config": {}}))
+    with pytest.raises(ValueError, match="no `text_config`"):
+        export(checkpoint_dir, tmp_path / "bad", dtype=torch.float32, llm_config=spec)
+
+
 def test_with_expert_of_takes_the_donors_expert_beside_the_llm_side(make_model):
     from tools.export_checkpoint import EXPERT_SIDE, deepen, with_expert_of
 

@@ -449,6 +449,29 @@ def _read(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_withheld_held_out_colors_are_never_offered_in_training_colour_questions(tmp_path):
+    from synthvid.dataset import build_dataset, make_record
+
+    def offered(record):  # held-out colours offered for their shape by a colour question
+        return [f"{option} {shape}" for question in record["questions"] if question["task"] == "color"
+                for shape in [question["question"].split()[4]] for option in question["options"]
+                if f"{option} {shape}" in HELD_OUT_NAMES]
+
+    default = [make_record("train", 0, index) for index in range(40)]
+    withheld = [make_record("train", 0, index, withhold_held_out_colors=True) for index in range(40)]
+    assert sum(map(len, map(offered, default))) > 5  # the leak: a held-out colour as a shape's wrong answer
+    assert not any(map(offered, withheld))
+    for key in ("spec", "clip_captions", "video_caption"):  # the same scenes; only the questions' draws change
+        assert [r[key] for r in withheld] == [r[key] for r in default]
+    assert [[q["task"] for q in r["questions"]] for r in withheld] == [[q["task"] for q in r["questions"]]
+                                                                       for r in default]
+    for group in ("val", "test", "test_unseen"):  # evaluation data stays comparable across builds
+        for index in range(5):
+            assert make_record(group, 0, index, withhold_held_out_colors=True) == make_record(group, 0, index)
+    meta = build_dataset(tmp_path, {"train": 1}, 0, withhold_held_out_colors=True)
+    assert meta["withhold_held_out_colors"] is True
+
+
 def test_text_only_records_continue_the_training_scenes_without_videos(built):
     from synthvid import text_only_records
 

@@ -75,6 +75,25 @@ def test_bf16_autocast_trains_on_cpu(stages, micro_data, tmp_path):
     assert len(losses) == 4 and all(math.isfinite(loss) and loss > 0 for loss in losses)  # 0.0 marks NaN steps
 
 
+def test_max_minutes_stops_a_run_after_its_first_step_and_saves(stages, micro_data, tmp_path):
+    from train.run import main as run
+    from train.stages import WallClockLimit
+
+    output = tmp_path / "stopped"
+    run(["--data", str(micro_data), "--stage", "text", "--init", str(stages["text"]), "--output", str(output),
+         "--max-steps", "6", "--max-minutes", "0", "--batch-size", "2", "--logging-steps", "1", "--threads", "2"])
+    log = json.loads((output / "train_log.json").read_text())
+    assert log["stopped_at_step"] == 1
+    assert [entry["step"] for entry in log["log_history"] if "loss" in entry] == [1]
+    AutoModel.from_pretrained(output, trust_remote_code=True)  # saved as after a whole run
+    assert json.loads((stages["text"] / "train_log.json").read_text())["stopped_at_step"] is None
+    with pytest.raises(ValueError, match="`minutes` must be >= 0"):
+        WallClockLimit(-1)
+    with pytest.raises(SystemExit):
+        run(["--data", str(micro_data), "--stage", "text", "--init", str(stages["text"]), "--output",
+             str(tmp_path / "never"), "--max-minutes", "-1"])
+
+
 def test_stage_zero_trains_only_the_vision_tower(stages):
     from transformers import AutoTokenizer
 

@@ -2,7 +2,7 @@
 # Run v44 (train/RUNS.md): a new, wider LLM side trained on one GPU on a trained vision tower and expert (those of
 # INIT, the root by default). The LLM is SPEC's text_config (tools/configs/synthvid_gpu.json: 384 wide, 6 layers,
 # 9.6M parameters against the root's 1.4M); the caption and pool projectors start anew with it
-# (python -m tools.export_checkpoint --llm-config). Run from the repo root, in two parts that each fit one 10-minute
+# (python -m tools.export_checkpoint --llm-config). Run from the repo root, in parts that each fit one 10-minute
 # device command (every stage's steps are also cut by --max-minutes, so a slower machine still ends in time):
 #   PART=text bash train/recipe_gpu_llm.sh   # data, the new LLM side, the text stage, stage 1
 #   PART=qa bash train/recipe_gpu_llm.sh     # stage 3 in run v7's form (it binds the answer letters), export
@@ -11,7 +11,9 @@
 # PART=mixed FROM=. RUNS=runs/v45, the root's own LLM given the GPU's longer mixed stage 3), and leaves its
 # checkpoint exported in bf16 (EXPORT/PART), the stage logs, and, with OUT set, both packed into
 # OUT/<RUNS' name>_PART.tar.NN pieces of at most 15 MB (the device tool's file limit).
-# Every count is an environment variable; TF32=0 LOADERS=0 for a CPU check of the script.
+# Every count is an environment variable; TF32=0 LOADERS=0 for a CPU check of the script (done: 40 videos, a few
+# steps per part). Not yet run on a GPU: the one lease so far went to setup (train/RUNS.md "Runs v44 and v45"), which
+# says how to start the device command (carry .whl; a `python` wrapper script, not a link; an import probe first).
 set -euo pipefail
 PART=${PART:?set PART to text, qa or mixed}
 DATA=${DATA:-data/synthvid_gpu}

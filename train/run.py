@@ -300,7 +300,8 @@ def main(argv=None) -> None:
             raise ValueError(f"--text-scenes belongs to the text stage, got --stage {args.stage}.")
         meta = json.loads((args.data / "meta.json").read_text())
         records = records + text_only_records(meta["seed"], meta["counts"]["train"], args.text_scenes,
-                                              workers=args.workers)
+                                              workers=args.workers,
+                                              withhold_held_out_colors=meta.get("withhold_held_out_colors", False))
     dataset = None
     if args.stage != 0:
         dataset = StageDataset(records, args.stage, tokenizer, model.config.system_message, None,
