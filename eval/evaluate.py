@@ -3,7 +3,7 @@
     python -m eval.evaluate --model . --data data/synthvid --split test --output eval/results
 
 Reports (JSON + PNG plots): multiple-choice accuracy overall and per task type, seen and unseen compositions
-separately; soft tokens per clip and per video; the Spearman correlation between a clip's ground-truth event
+separately, and per task on the unseen questions whose answer names a held-out pair; soft tokens per clip and per video; the Spearman correlation between a clip's ground-truth event
 count and its token count; visual tokens into the LLM against the uncompressed count; mean stage timings.
 """
 
@@ -20,6 +20,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid.captions import caption_event_count
+from synthvid.dataset import answer_names_held_out_pair
 from synthvid.files import write_atomic, write_text_atomic
 from synthvid.questions import LETTERS, format_answer
 from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
@@ -114,7 +115,8 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             predicted, named = parse_letter(response), named_option(response, question["options"])
             row = {
                 "video": record["id"], "task": question["task"], "unseen": bool(record.get("unseen")),
-                "answer": question["answer"], "predicted": predicted, "correct": predicted == question["answer"],
+                "held_out_answer": answer_names_held_out_pair(question), "answer": question["answer"],
+                "predicted": predicted, "correct": predicted == question["answer"],
                 "named": named, "named_correct": named == question["answer"], "response": response,
             }
             if option_likelihood:
@@ -171,6 +173,9 @@ def summarize(results: dict) -> dict:
         "unseen": accuracy(r for r in questions if r["unseen"]),
         "per_task": {task: accuracy(rows) for task, rows in sorted(per_task.items())},
         "per_task_unseen": {task: accuracy(r for r in rows if r["unseen"]) for task, rows in sorted(per_task.items())},
+        # unseen questions whose right answer names a held-out pair (`answer_names_held_out_pair`), per task
+        "held_out_answers": {task: accuracy(r for r in rows if r.get("held_out_answer"))
+                             for task, rows in sorted(per_task.items()) if any(r.get("held_out_answer") for r in rows)},
         "unparsed_responses": sum(r["predicted"] is None for r in questions),
         "lmms_eval_mvbench_scorer": lmms_eval_mvbench_score(questions),
         "named_option": {  # the option whose text the answer names (`named_option`), a diagnostic

@@ -14,8 +14,8 @@ Public API:
 """
 
 from .captions import caption_event_count, clip_caption, clip_captions, video_caption
-from .dataset import (HELD_OUT_PAIRS, SEEN_PAIRS, build_dataset, has_held_out_pair, make_record, make_spec,
-                      text_only_records)
+from .dataset import (HELD_OUT_PAIRS, SEEN_PAIRS, answer_names_held_out_pair, build_dataset, has_held_out_pair,
+                      make_record, make_spec, text_only_records)
 from .questions import TASKS, format_answer, format_question, generate_questions, open_question, permute_options
 from .render import read_mp4, render_attribute_maps, render_frames, write_mp4
 from .sampler import DENSITIES, all_pairs, sample_scene, scene_pairs

@@ -16,6 +16,7 @@ Layout of the output folder `DIR`:
 
 import json
 import multiprocessing
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .files import write_text_atomic
 from .questions import TASKS, generate_questions
 from .render import write_mp4
 from .sampler import DENSITIES, DENSITY_WEIGHTS, all_pairs, sample_scene, scene_pairs
-from .spec import validate_spec
+from .spec import SHAPES, validate_spec
 from .truth import FRAMES_PER_CLIP, clip_event_counts, compute_truth
 
 
@@ -193,6 +194,22 @@ def build_meta(records: list[dict], counts: dict[str, int], seed: int) -> dict:
         "questions_per_split": {split: sum(h.values()) for split, h in task_histogram.items()},
         "clip_event_count_histogram": {str(k): event_histogram[k] for k in sorted(event_histogram)},
     }
+
+
+HELD_OUT_NAME_PATTERN = re.compile(r"\b(?:" + "|".join(f"{c} {s}" for c, s in HELD_OUT_PAIRS) + r")\b")
+SHAPE_PATTERN = re.compile(r"\b(" + "|".join(SHAPES) + r")\b")
+
+
+def answer_names_held_out_pair(question: dict) -> bool:
+    """Whether a question's right answer names a held-out colour-shape pair: a colour question's answer with the
+    shape it asks about (`what color is the square ...?` -> `yellow`), any other answer by the pair's name
+    (`yellow square`, `the yellow square moves`). Only unseen test videos have such answers; they are the questions an
+    LLM answers right only by reading a composition it never saw (`eval.evaluate` reports them apart)."""
+    answer = question["options"][question["answer"]]
+    if question["task"] == "color":
+        shape = SHAPE_PATTERN.search(question["question"])
+        return shape is not None and (answer, shape.group(1)) in HELD_OUT_PAIRS
+    return HELD_OUT_NAME_PATTERN.search(answer) is not None
 
 
 def has_held_out_pair(spec: dict) -> bool:

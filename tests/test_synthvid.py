@@ -41,6 +41,7 @@ from synthvid import (  # noqa: E402
     write_mp4,
 )
 from synthvid.build import main as build_main  # noqa: E402
+from synthvid.dataset import make_record  # noqa: E402
 from synthvid.questions import SIZE_ANSWERS, STAYS_STILL, TIME_PHRASES  # noqa: E402
 from synthvid.sampler import (  # noqa: E402
     INITIAL_SIZES,
@@ -450,7 +451,7 @@ def _read(path):
 
 
 def test_withheld_held_out_colors_are_never_offered_in_training_colour_questions(tmp_path):
-    from synthvid.dataset import build_dataset, make_record
+    from synthvid.dataset import build_dataset
 
     def offered(record):  # held-out colours offered for their shape by a colour question
         return [f"{option} {shape}" for question in record["questions"] if question["task"] == "color"
@@ -470,6 +471,24 @@ def test_withheld_held_out_colors_are_never_offered_in_training_colour_questions
             assert make_record(group, 0, index, withhold_held_out_colors=True) == make_record(group, 0, index)
     meta = build_dataset(tmp_path, {"train": 1}, 0, withhold_held_out_colors=True)
     assert meta["withhold_held_out_colors"] is True
+
+
+def test_answer_names_held_out_pair_reads_colour_questions_with_their_shape():
+    from synthvid import answer_names_held_out_pair
+
+    def question(task, text, answer, others=("green", "purple", "orange")):
+        return {"task": task, "question": text, "options": [*others, answer], "answer": 3}
+
+    assert answer_names_held_out_pair(question("color", "what color is the square at the start?", "yellow"))
+    assert not answer_names_held_out_pair(question("color", "what color is the circle at the start?", "yellow"))
+    assert answer_names_held_out_pair(question("existence", "which object appears in the video?", "yellow square"))
+    assert answer_names_held_out_pair(question("action", "what does the blue circle do?", "the blue circle moves"))
+    assert not answer_names_held_out_pair(question("existence", "which object appears?", "yellow squares"))
+    assert not answer_names_held_out_pair(question("counting", "how many objects appear in the video?", "3"))
+    records = [make_record("test_unseen", 0, index) for index in range(20)]
+    flagged = [q for r in records for q in r["questions"] if answer_names_held_out_pair(q)]
+    assert {q["task"] for q in flagged} >= {"color", "existence"}
+    assert not any(answer_names_held_out_pair(q) for i in range(20) for q in make_record("test", 0, i)["questions"])
 
 
 def test_text_only_records_continue_the_training_scenes_without_videos(built):

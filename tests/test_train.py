@@ -481,6 +481,9 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     questions = json.loads((tmp_path / "test_details.json").read_text())["questions"]
     assert len(questions) == summary["overall"]["questions"] > 0
     assert summary["unseen"]["questions"] == sum(q["unseen"] for q in questions) > 0
+    held_out = [q for q in questions if q["held_out_answer"]]
+    assert all(q["unseen"] for q in held_out)
+    assert sum(score["questions"] for score in summary["held_out_answers"].values()) == len(held_out)
     assert summary["overall"]["accuracy"] == sum(q["correct"] for q in questions) / len(questions)
     assert summary["lmms_eval_mvbench_scorer"]["questions"] == len(questions)
     named = summary["named_option"]["overall"]["accuracy"]
