@@ -3,8 +3,9 @@
     python -m eval.evaluate --model . --data data/synthvid --split test --output eval/results
 
 Reports (JSON + PNG plots): multiple-choice accuracy overall and per task type, seen and unseen compositions
-separately, and per task on the unseen questions whose answer names a held-out pair; soft tokens per clip and per video; the Spearman correlation between a clip's ground-truth event
-count and its token count; visual tokens into the LLM against the uncompressed count; mean stage timings.
+separately, and per task on the unseen questions whose answer names a held-out pair; soft tokens per clip and per
+video; the Spearman correlation between a clip's ground-truth event count and its token count; visual tokens into the
+LLM against the uncompressed count; mean stage timings.
 """
 
 import argparse
@@ -174,8 +175,8 @@ def summarize(results: dict) -> dict:
         "per_task": {task: accuracy(rows) for task, rows in sorted(per_task.items())},
         "per_task_unseen": {task: accuracy(r for r in rows if r["unseen"]) for task, rows in sorted(per_task.items())},
         # unseen questions whose right answer names a held-out pair (`answer_names_held_out_pair`), per task
-        "held_out_answers": {task: accuracy(r for r in rows if r.get("held_out_answer"))
-                             for task, rows in sorted(per_task.items()) if any(r.get("held_out_answer") for r in rows)},
+        "held_out_answers": {task: accuracy(r for r in rows if r["held_out_answer"])
+                             for task, rows in sorted(per_task.items()) if any(r["held_out_answer"] for r in rows)},
         "unparsed_responses": sum(r["predicted"] is None for r in questions),
         "lmms_eval_mvbench_scorer": lmms_eval_mvbench_score(questions),
         "named_option": {  # the option whose text the answer names (`named_option`), a diagnostic
