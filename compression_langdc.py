@@ -130,6 +130,11 @@ class TokenCompressor:
     def is_identity(self) -> bool:
         return self.budget >= 1.0
 
+    @property
+    def acts_inside_llm(self) -> bool:
+        """Whether `llm_hooks` installs hooks (inner-LLM pruning or merging); False for pre-LLM methods."""
+        return False
+
     def compress(self, tokens: VisualTokens) -> Compressed:
         """Pre-LLM compression of one sample's tokens; the base class keeps every token."""
         return _identity(tokens)
@@ -364,8 +369,12 @@ class DyCokeCompressor(TokenCompressor):
             idx.append(torch.argsort(similarity, stable=True)[:keep] + frame * n)
         return _select(tokens.feats.reshape(t * n, d), torch.cat(idx))
 
+    @property
+    def acts_inside_llm(self) -> bool:
+        return not self.is_identity and self.kv_prune != 0
+
     def llm_hooks(self, language_model, visual_mask):
-        if self.is_identity or self.kv_prune == 0:
+        if not self.acts_inside_llm:
             return contextlib.nullcontext()
         return _DecodeKVPruner(self, language_model, visual_mask)
 
@@ -484,8 +493,12 @@ class HoliTomCompressor(TokenCompressor):
         merged = HOLITOM_BETA * x[order] + (1 - HOLITOM_BETA) * sums / members[:, None].to(x.dtype)
         return merged, members, order
 
+    @property
+    def acts_inside_llm(self) -> bool:
+        return not self.is_identity and self.inner_layer is not None and self.inner_ratio is not None
+
     def llm_hooks(self, language_model, visual_mask):
-        if self.is_identity or self.inner_layer is None or self.inner_ratio is None:
+        if not self.acts_inside_llm:
             return contextlib.nullcontext()
         return _PrefillReducer(language_model, visual_mask, self.inner_layer, self.inner_ratio, merge=True, owner=self)
 
@@ -506,6 +519,7 @@ class FastVCompressor(TokenCompressor):
     name = "fastv"
     options = ("layer",)
     layer = FASTV_LAYER
+    acts_inside_llm = True
 
     def llm_hooks(self, language_model, visual_mask):
         return _PrefillReducer(language_model, visual_mask, self.layer, self.budget, merge=False, owner=self)

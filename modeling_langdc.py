@@ -1748,16 +1748,15 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         suffix = tokenizer.eos_token if end_of_turn else ""
         answer_ids = tokenizer([answer + suffix for answer in answers], add_special_tokens=False)["input_ids"]
         method = _resolve_compressor(compressor, budget, compressor_options)
-        inputs_embeds, mask, *_, pool_mask = self._prepare_multimodal(
+        # the answers are scored in one pass over the prompt's KV cache, which inner-LLM hooks would prune or reshape
+        if method is not None and method.acts_inside_llm:
+            raise ValueError(f"`compressor={compressor!r}` prunes inside the LLM while it generates; `score_answers` "
+                             "takes pre-LLM compressors only (DyCoke: `compressor_options={'kv_prune': 0}`).")
+        inputs_embeds, mask, *_ = self._prepare_multimodal(
             encoded["input_ids"].to(self._llm_device), encoded["attention_mask"].to(self._llm_device), pixel_values,
             patches, flags, caption_ids=caption_ids, video_pixel_values=video_pixel_values,
             image_features=image_features, compressor=method,
         )
-        # the answers are scored in one pass over the prompt's KV cache, which inner-LLM hooks would prune or reshape
-        if method is not None and not isinstance(method.llm_hooks(self.language_model, pool_mask),
-                                                 contextlib.nullcontext):
-            raise ValueError(f"`compressor={compressor!r}` prunes inside the LLM while it generates; `score_answers` "
-                             "takes pre-LLM compressors only (DyCoke: `compressor_options={'kv_prune': 0}`).")
         prompt = self.language_model(inputs_embeds=inputs_embeds, attention_mask=mask,
                                      position_ids=_positions_from_mask(mask), use_cache=True, logits_to_keep=1)
         # targets [N, A] right-padded; log-probs of token j come from the prompt's last logits (j = 0) or from the

@@ -2,6 +2,7 @@
 counts against each method's documented rounding, FastV's q.k hook against eager attention, errors; the no-expert
 baseline; the expert's static KV cache."""
 
+import contextlib
 import math
 
 import pytest
@@ -249,6 +250,19 @@ def test_bad_names_and_options_raise(baseline, tokenizer):
         run(baseline, tokenizer, compressor="pool")
     with pytest.raises(ValueError, match="layer must be in"):
         run(baseline, tokenizer, compressor="fastv", budget=0.5, compressor_options={"layer": 9})
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("budget", [1.0, 0.5])
+def test_acts_inside_llm_says_whether_hooks_are_installed(baseline, method, budget):
+    # the tiny LLM has two layers: inner methods get layer 1; DyCoke without KV pruning and HoliTom without its inner
+    # merge are pre-LLM
+    options = {"dycoke": [INNER["dycoke"], {**INNER["dycoke"], "kv_prune": 0}], "fastv": [INNER["fastv"]],
+               "holitom": [INNER["holitom"], {}]}.get(method, [{}])
+    for option in options:
+        compressor = compression.get_compressor(method, budget, **option)
+        hooks = compressor.llm_hooks(baseline.language_model, torch.zeros(1, 4, dtype=torch.bool))
+        assert compressor.acts_inside_llm == (not isinstance(hooks, contextlib.nullcontext)), (method, option)
 
 
 def test_inner_methods_reject_a_batch(baseline, tokenizer):

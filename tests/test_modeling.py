@@ -733,6 +733,13 @@ def test_score_answers_with_a_pre_llm_compressor_scores_the_compressed_prompt(mo
     with pytest.raises(ValueError, match="pre-LLM compressors only"):
         model.score_answers(tokenizer, pixels, question, ["b"], compressor="fastv", budget=0.5,
                             compressor_options={"layer": 1}, **kwargs)
+    # refused before the media are encoded: no vision-tower pass is wasted on a call that cannot succeed
+    handle = model.vision_model.register_forward_pre_hook(lambda *_: pytest.fail("the media were encoded"))
+    try:
+        with pytest.raises(ValueError, match="pre-LLM compressors only"):
+            model.score_answers(tokenizer, pixels, question, ["b"], compressor="dycoke", budget=0.5, **kwargs)
+    finally:
+        handle.remove()
     with pytest.raises(ValueError, match="without a `compressor`"):
         model.score_answers(tokenizer, pixels, question, ["b"], budget=0.5, **kwargs)
 
