@@ -3,6 +3,7 @@ checkpoint reloads through `AutoModel.from_pretrained(..., trust_remote_code=Tru
 
 import argparse
 import json
+import random
 import re
 
 import pytest
@@ -40,7 +41,8 @@ def stages(micro_data, tmp_path_factory):
         extra = {"text": ["--caption-qa-fraction", "0.5", "--lookup-fraction", "0.5", "--text-scenes", "4"],
                  2: ["--freeze-vision-tower", "--cache-vision-features"],
                  3: ["--align-caption-projector", "--frame-prompt-fraction", "0.5", "--describe-fraction", "0.5",
-                     "--mvbench-prompt-fraction", "0.5", "--rename-fraction", "0.5"],
+                     "--mvbench-prompt-fraction", "0.5", "--rename-fraction", "0.5",
+                     "--letter-binding-fraction", "0.5"],
                  }.get(stage, [])
         run([*common, "--stage", str(stage), "--init", str(init), "--output", str(outputs[stage]),
              "--max-steps", str(steps), "--vocab-size", "320", *extra])
@@ -707,6 +709,45 @@ def test_renamed_conversations_call_one_named_word_by_a_nonce_word_everywhere(mi
         StageDataset(records, 3, tokenizer, "system", rename_fraction=1.5)
 
 
+def test_letter_binding_turns_supervise_only_the_letter_of_the_option_their_text_names(micro_data):
+    from train.data import (IGNORE_INDEX, StageDataset, chat_conversation, question_turn, read_split,
+                            sample_qa_turns)
+
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    records = read_split(micro_data, "train")
+    question = next(q for r in records for q in r["questions"] if q["task"] == "state_change")
+    wrong = (question["answer"] + 1) % 4
+    user, answer, given = question_turn(question, False, named=wrong)
+    assert given == question["options"][wrong] and answer == f"{given} ({'ABCD'[wrong]})"
+    ids, labels = chat_conversation(tokenizer, "system", [(user, answer, given)])
+    assert ids == chat_conversation(tokenizer, "system", [(user, answer)])[0]  # the same tokens, fewer supervised
+    supervised = [token for token, label in zip(ids, labels) if label != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == f" ({'ABCD'[wrong]}){tokenizer.eos_token}"
+    with pytest.raises(ValueError, match="prefix of the answer"):
+        chat_conversation(tokenizer, "system", [(user, answer, "shrinks then")])
+    with pytest.raises(ValueError, match="`named`"):
+        question_turn(question, True, named=wrong)
+    with pytest.raises(ValueError, match="`named`"):
+        question_turn(question, False, named=4)
+
+    # every multiple-choice turn bound: each names a wrong option and supervises its letter alone
+    questions = records[0]["questions"]
+    turns = sample_qa_turns(questions, random.Random(0), 0.0, letter_binding_fraction=1.0)
+    answer_texts = {q["question"]: q["answer_text"] for q in questions}
+    assert all(len(turn) == 3 and turn[2] != answer_texts[turn[0].split("\n")[0]] for turn in turns)
+    assert all(len(turn) == 2 for turn in sample_qa_turns(questions, random.Random(0), 0.2))
+    dataset = StageDataset(records, 3, tokenizer, "system", ground_truth_fraction=1.0, open_fraction=0.0, seed=0,
+                           letter_binding_fraction=1.0)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        supervised = tokenizer.decode([t for t, label in zip(item["input_ids"], item["labels"]) if label >= 0])
+        answers = supervised.split(tokenizer.eos_token)[:-1]
+        assert len(answers) == len(dataset.items[index][1])
+        assert all(re.fullmatch(r" \([ABCD]\)", answer) for answer in answers), answers
+    with pytest.raises(ValueError, match="letter_binding_fraction"):
+        StageDataset(records, 1, tokenizer, "system", letter_binding_fraction=0.5)
+
+
 def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cannot_fit(micro_data):
     from transformers import AutoTokenizer
 
@@ -730,7 +771,8 @@ def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cann
                             video_token_id=config.video_token_id, num_frames=config.num_frames, **fractions)
 
     mixed = dataset(ground_truth_fraction=0.5, open_fraction=0.5, lookup_fraction=0.5, frame_prompt_fraction=0.5,
-                    describe_fraction=0.5, mvbench_prompt_fraction=0.5, clip_describe_fraction=0.5)
+                    describe_fraction=0.5, mvbench_prompt_fraction=0.5, clip_describe_fraction=0.5,
+                    letter_binding_fraction=0.5)
     bound, _ = mixed.longest_input(pool_tokens, placeholders)
     assert max(drawn_length(mixed[i]) for _ in range(20) for i in range(len(mixed))) <= bound
     renamed = dataset(ground_truth_fraction=1.0, open_fraction=0.5, lookup_fraction=0.5, describe_fraction=0.5,

@@ -21,6 +21,8 @@ as float16 `pixel_values`; every stage then reads the cache.
   a conversation opens with stage 1's description turn, so neither form nor "Describe" is new at inference.
   Optionally (`rename_fraction`) a conversation on the ground-truth captions calls one of its colours or shapes by
   a nonce word throughout (entity anonymization), so its answers can only be copied from the captions.
+  Optionally (`letter_binding_fraction`) a multiple-choice answer is a distractor's text, given and not supervised,
+  followed by that distractor's letter, supervised (letter binding), so the letter follows the text the answer names.
 """
 
 import itertools
@@ -198,28 +200,33 @@ def pad_chat_batch(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -
     return batch
 
 
-def chat_conversation(tokenizer, system_message: str, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+def chat_conversation(tokenizer, system_message: str, turns: list[tuple[str, ...]]) -> tuple[list[int], list[int]]:
     """Token ids of a multi-turn chat and labels that supervise only the answers and their `<|im_end|>`.
 
     Args:
-        turns: `(user, answer)` pairs in order; the media placeholder belongs in the first user text.
+        turns: `(user, answer)` pairs in order, or `(user, answer, given)` triples whose answer begins with the text
+            `given`, which is teacher-forced but not supervised (a letter-binding turn, `question_turn`); the media
+            placeholder belongs in the first user text.
 
     Raises:
         ValueError: if the chat template does not render each turn as a token prefix of the next (labels could
-            not be aligned).
+            not be aligned), or a turn's `given` does not tokenize as a prefix of its answer.
     """
     messages = [{"role": "system", "content": system_message}]
     ids, labels = [], []
-    for user, answer in turns:
+    for user, answer, *given in turns:
         messages.append({"role": "user", "content": user})
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if prompt_ids[: len(ids)] != ids:
             raise ValueError("The chat template does not render earlier turns as a prefix of later ones.")
         answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        given_ids = tokenizer(given[0], add_special_tokens=False)["input_ids"] if given and given[0] else []
+        if answer_ids[: len(given_ids)] != given_ids:
+            raise ValueError(f"The given text {given[0]!r} does not tokenize as a prefix of the answer {answer!r}.")
         new_ids = prompt_ids[len(ids) :]
         ids += new_ids + answer_ids
-        labels += [IGNORE_INDEX] * len(new_ids) + answer_ids
+        labels += [IGNORE_INDEX] * (len(new_ids) + len(given_ids)) + answer_ids[len(given_ids) :]
         messages.append({"role": "assistant", "content": answer})
     return ids, labels
 
@@ -249,9 +256,24 @@ def multiple_choice_prompt(question: dict, question_format: str = "langdc") -> s
     return f"Question:{question_line}\nOption:\n{options}\n{MVBENCH_POST_PROMPT}"
 
 
-def question_turn(question: dict, open_ended: bool, question_format: str = "langdc") -> tuple[str, str]:
+def question_turn(question: dict, open_ended: bool, question_format: str = "langdc", named: int | None = None
+                  ) -> tuple[str, ...]:
     """`(user text, answer)` of one synthvid question, multiple choice (`multiple_choice_prompt` in
-    `question_format`) or open-ended (no media placeholder). The answer is `format_answer`'s in either format."""
+    `question_format`) or open-ended (no media placeholder). The answer is `format_answer`'s in either format.
+
+    With `named` (multiple choice only), a letter-binding turn `(user text, answer, given)`: the answer names option
+    `named` (`text (letter)`, right or not) and its text `given` is teacher-forced, not supervised
+    (`chat_conversation`), so only the letter is learned, and it can only come from the text before it.
+
+    Raises:
+        ValueError: for `named` with `open_ended` or outside [0, 4), or a malformed question (`format_question`).
+    """
+    if named is not None:
+        if open_ended or named not in range(len(question["options"])):
+            raise ValueError(f"`named` must index a multiple-choice option, got {named} (open_ended={open_ended}).")
+        option = question["options"][named]
+        bound = format_answer({**question, "answer": named, "answer_text": option})
+        return multiple_choice_prompt(question, question_format), bound, option
     if open_ended:
         text, answer = open_question(question)
         return f"{text}\n{OPEN_SUFFIX}", answer
@@ -326,15 +348,24 @@ def splice_captions(ids: list[int], labels: list[int], video_token_id: int,
 
 
 def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float,
-                    first_prefix: str = "", question_format: str = "langdc") -> list[tuple[str, str]]:
+                    first_prefix: str = "", question_format: str = "langdc", letter_binding_fraction: float = 0.0
+                    ) -> list[tuple[str, ...]]:
     """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
     `open_fraction`, else as multiple choice (in `question_format`) with its options in a new random order
-    (`permute_options`). `first_prefix` (the media placeholder, or captions as text) opens the first user turn."""
+    (`permute_options`), and then, with probability `letter_binding_fraction`, as a letter-binding turn naming a
+    random wrong option (`question_turn`'s `named`). `first_prefix` (the media placeholder, or captions as text) opens
+    the first user turn."""
     questions = list(questions)
     rng.shuffle(questions)
-    turns = [question_turn(permute_options(q, rng), rng.random() < open_fraction, question_format)
-             for q in questions]
-    turns[0] = (first_prefix + turns[0][0], turns[0][1])
+    turns = []
+    for question in questions:
+        question = permute_options(question, rng)
+        open_ended, named = rng.random() < open_fraction, None
+        # drawn only when set, so runs without it keep their stream
+        if letter_binding_fraction and not open_ended and rng.random() < letter_binding_fraction:
+            named = rng.choice([i for i in range(len(question["options"])) if i != question["answer"]])
+        turns.append(question_turn(question, open_ended, question_format, named))
+    turns[0] = (first_prefix + turns[0][0], *turns[0][1:])
     return turns
 
 
@@ -386,11 +417,16 @@ class StageDataset(Dataset):
             word of the video's captions (`RENAMEABLE_WORDS`) is written as a nonce word (`nonce_words`) in its
             captions, questions, options and answers (`rename_word`), drawn per conversation (run v42): held-out
             colour-shape pairs are read worst, and a renamed object's answer can only be copied from the captions.
+        letter_binding_fraction: stage 3: share of multiple-choice turns answered by a wrong option's text, given
+            and not supervised, then that option's letter, supervised (`question_turn`'s `named`): the LLM's letter
+            otherwise disagrees with the option its own answer names in 8% of the answers, and for state change
+            (`grows` / `grows then shrinks`) more often than the named option is wrong (run v52).
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
-            `mvbench_prompt_fraction`, `clip_describe_fraction` or `rename_fraction` > 0 outside stage 3 (or the
+            `mvbench_prompt_fraction`, `clip_describe_fraction`, `rename_fraction` or `letter_binding_fraction` > 0
+            outside stage 3 (or the
             first without `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown
             task, or `generated_captions` as `set_generated_captions` raises.
     """
@@ -401,23 +437,26 @@ class StageDataset(Dataset):
                  video_token_id: int | None = None, frame_prompt_fraction: float = 0.0,
                  num_frames: int | None = None, describe_fraction: float = 0.0,
                  mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0,
-                 focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0):
+                 focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0,
+                 letter_binding_fraction: float = 0.0):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
                             ("lookup_fraction", lookup_fraction), ("caption_qa_fraction", caption_qa_fraction),
                             ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction),
                             ("mvbench_prompt_fraction", mvbench_prompt_fraction),
-                            ("clip_describe_fraction", clip_describe_fraction), ("rename_fraction", rename_fraction)):
+                            ("clip_describe_fraction", clip_describe_fraction), ("rename_fraction", rename_fraction),
+                            ("letter_binding_fraction", letter_binding_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
             raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
         stage_three = (frame_prompt_fraction, describe_fraction, mvbench_prompt_fraction, clip_describe_fraction,
-                       rename_fraction)
+                       rename_fraction, letter_binding_fraction)
         if any(fraction > 0 for fraction in stage_three) and stage != 3:
             raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction`, "
-                             "`clip_describe_fraction` and `rename_fraction` belong to stage 3.")
+                             "`clip_describe_fraction`, `rename_fraction` and `letter_binding_fraction` belong to "
+                             "stage 3.")
         if focus_tasks and (stage not in (3, TEXT_STAGE) or not set(focus_tasks) <= set(TASKS)):
             raise ValueError(f"`focus_tasks` belongs to stage 3 and the text stage and takes tasks of {TASKS}, got "
                              f"{focus_tasks} for stage {stage!r}.")
@@ -440,6 +479,7 @@ class StageDataset(Dataset):
         self.mvbench_prompt_fraction = mvbench_prompt_fraction
         self.clip_describe_fraction = clip_describe_fraction
         self.rename_fraction = rename_fraction
+        self.letter_binding_fraction = letter_binding_fraction
         self.nonce_words = nonce_words(tokenizer) if rename_fraction > 0 else []
         # the most tokens a nonce word takes (after its space token), for the context bound
         self._nonce_tokens = max((len(tokenizer(word, add_special_tokens=False)["input_ids"])
@@ -573,8 +613,11 @@ class StageDataset(Dataset):
                                                           (False, self.open_fraction < 1)) if used]
         self._text_lengths = []
         for video, questions in self.items:
-            # alternatives per turn: each question's forms, then the lookups of every option, then the descriptions
+            # alternatives per turn: each question's forms (multiple choice also naming each option, when letters
+            # are bound), then the lookups of every option, then the descriptions
+            named = range(len(questions[0]["options"])) if self.letter_binding_fraction > 0 else ()
             alternatives = [[question_turn(q, open_ended, fmt) for open_ended in open_forms for fmt in formats]
+                            + [question_turn(q, False, fmt, i)[:2] for fmt in formats for i in named]
                             for q in questions]
             if self.lookup_fraction > 0:
                 alternatives.append([option_lookup(q, i) for q in questions for i in range(len(q["options"]))])
@@ -656,9 +699,9 @@ class StageDataset(Dataset):
         """A conversation: the `first` turns (if any), then `questions` (multiple choice in `question_format`),
         ending with an option lookup with probability `lookup_fraction`; `prefix` (the media placeholder) opens the
         first user turn."""
-        turns = list(first) + sample_qa_turns(questions, self.rng, self.open_fraction,
-                                              question_format=question_format)
-        turns[0] = (prefix + turns[0][0], turns[0][1])
+        turns = list(first) + sample_qa_turns(questions, self.rng, self.open_fraction, question_format=question_format,
+                                              letter_binding_fraction=self.letter_binding_fraction)
+        turns[0] = (prefix + turns[0][0], *turns[0][1:])
         if self.rng.random() < self.lookup_fraction:
             turns.append(lookup_turn(self.rng.choice(questions), self.rng))
         return chat_conversation(self.tokenizer, self.system_message, turns)
