@@ -748,6 +748,32 @@ def test_letter_binding_turns_supervise_only_the_letter_of_the_option_their_text
         StageDataset(records, 1, tokenizer, "system", letter_binding_fraction=0.5)
 
 
+def test_spaced_answers_begin_with_the_option_lines_token_of_their_first_word(micro_data):
+    from train.data import StageDataset, question_turn, read_split
+
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    records = read_split(micro_data, "train")
+    question = next(q for r in records for q in r["questions"] if q["task"] == "state_change")
+    text = question["answer_text"]
+    user, answer = question_turn(question, False, spaced=True)
+    assert answer == f" {text} ({'ABCD'[question['answer']]})"
+    first = tokenizer(answer, add_special_tokens=False)["input_ids"][0]
+    in_options = tokenizer(user, add_special_tokens=False)["input_ids"]
+    assert first in in_options  # the option line's token of the word
+    assert tokenizer(answer.lstrip(), add_special_tokens=False)["input_ids"][0] not in in_options
+    wrong = (question["answer"] + 1) % 4
+    _, bound, given = question_turn(question, False, named=wrong, spaced=True)
+    assert bound.startswith(given) and given == " " + question["options"][wrong]
+    assert not question_turn(question, True, spaced=True)[1].startswith(" ")  # open answers keep their form
+    dataset = StageDataset(records, 3, tokenizer, "system", ground_truth_fraction=1.0, open_fraction=0.0, seed=0,
+                           spaced_answers=True)
+    item = dataset[0]
+    supervised = tokenizer.decode([t for t, label in zip(item["input_ids"], item["labels"]) if label >= 0])
+    assert all(answer.startswith(" ") for answer in supervised.split(tokenizer.eos_token)[:-1])
+    with pytest.raises(ValueError, match="spaced_answers"):
+        StageDataset(records, 1, tokenizer, "system", spaced_answers=True)
+
+
 def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cannot_fit(micro_data):
     from transformers import AutoTokenizer
 
@@ -772,7 +798,7 @@ def test_longest_input_bounds_every_drawn_conversation_and_stops_a_run_that_cann
 
     mixed = dataset(ground_truth_fraction=0.5, open_fraction=0.5, lookup_fraction=0.5, frame_prompt_fraction=0.5,
                     describe_fraction=0.5, mvbench_prompt_fraction=0.5, clip_describe_fraction=0.5,
-                    letter_binding_fraction=0.5)
+                    letter_binding_fraction=0.5, spaced_answers=True)
     bound, _ = mixed.longest_input(pool_tokens, placeholders)
     assert max(drawn_length(mixed[i]) for _ in range(20) for i in range(len(mixed))) <= bound
     renamed = dataset(ground_truth_fraction=1.0, open_fraction=0.5, lookup_fraction=0.5, describe_fraction=0.5,
@@ -1265,3 +1291,46 @@ def test_compare_gives_the_paired_difference_and_its_standard_error(tmp_path, ca
         compare_details(details(a), other)
     with pytest.raises(ValueError, match="scored 8 and 7 questions"):
         compare_details(details(a), {"questions": other["questions"][:7]})
+
+
+def test_letter_binding_scores_the_four_letters_after_the_named_options_text(stages, micro_data, tmp_path):
+    from eval.letter_binding import bound_answers, main as letter_binding
+    from train.data import multiple_choice_prompt, read_split, video_prefix
+
+    records = read_split(micro_data, "test")
+    pairs = [(record, question) for record in records for question in record["questions"]]
+    # greedy answers that name an option: the right one, or (every third) the next one with the right letter
+    rows = [{"video": record["id"], "task": question["task"], "named": (question["answer"] + (i % 3 == 0)) % 4,
+             "predicted": question["answer"]} for i, (record, question) in enumerate(pairs)]
+    details = tmp_path / "test_details.json"
+    details.write_text(json.dumps({"questions": rows}))
+    result = letter_binding(["--model", str(stages[3]), "--data", str(micro_data), "--details", str(details),
+                             "--dtype", "float32", "--output", str(tmp_path)])
+    assert json.loads((tmp_path / "letter_binding_test.json").read_text())["questions"] == len(rows)
+    assert result["greedy_disagreed"]["questions"] == sum(row["named"] != row["predicted"] for row in rows)
+    likelihoods = torch.tensor([row["letter_log_likelihoods"] for row in result["rows"]])
+    named = torch.tensor([row["named"] for row in rows])
+    assert result["accuracy"] == pytest.approx((likelihoods.argmax(-1) == named).float().mean().item())
+    assert 0 < result["letter_probability"] < 1
+
+    # the first row is `model.score_answers` of the four letters after the named text, on the expert's captions
+    model = AutoModel.from_pretrained(stages[3], trust_remote_code=True, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(stages[3])
+    processor = AutoProcessor.from_pretrained(stages[3], trust_remote_code=True)
+    record, question = pairs[0]
+    values, patches = processor.load_video(str(micro_data / record["video"]))
+    answers = bound_answers(question, rows[0]["named"])
+    assert answers == [f"{question['options'][rows[0]['named']]} ({letter})" for letter in "ABCD"]
+    assert bound_answers(question, 0, spaced=True)[0].startswith(" ")
+    with torch.no_grad():
+        scores = model.score_answers(tokenizer, values, video_prefix("video", len(patches))
+                                     + multiple_choice_prompt(question), answers, num_patches_list=patches,
+                                     data_flag=3)
+    assert result["rows"][0]["letter_log_likelihoods"] == pytest.approx([s.log_likelihood for s in scores], abs=1e-4)
+
+    details.write_text(json.dumps({"questions": rows[1:]}))  # out of order: refused
+    with pytest.raises(ValueError, match="in order"):
+        letter_binding(["--model", str(stages[3]), "--data", str(micro_data), "--details", str(details)])
+    details.write_text(json.dumps({"questions": [{**row, "named": None} for row in rows]}))
+    with pytest.raises(ValueError, match="names an option"):
+        letter_binding(["--model", str(stages[3]), "--data", str(micro_data), "--details", str(details)])

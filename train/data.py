@@ -256,10 +256,13 @@ def multiple_choice_prompt(question: dict, question_format: str = "langdc") -> s
     return f"Question:{question_line}\nOption:\n{options}\n{MVBENCH_POST_PROMPT}"
 
 
-def question_turn(question: dict, open_ended: bool, question_format: str = "langdc", named: int | None = None
-                  ) -> tuple[str, ...]:
+def question_turn(question: dict, open_ended: bool, question_format: str = "langdc", named: int | None = None,
+                  spaced: bool = False) -> tuple[str, ...]:
     """`(user text, answer)` of one synthvid question, multiple choice (`multiple_choice_prompt` in
-    `question_format`) or open-ended (no media placeholder). The answer is `format_answer`'s in either format.
+    `question_format`) or open-ended (no media placeholder). The answer is `format_answer`'s in either format;
+    with `spaced`, a multiple-choice answer starts with a space, so that its first word is the BPE token of the
+    same word in the option lines (` grows`, after `(B)`), not the text-initial one (`grows`), which the LLM must
+    otherwise learn to match to it before it can copy the option's letter (run v53).
 
     With `named` (multiple choice only), a letter-binding turn `(user text, answer, given)`: the answer names option
     `named` (`text (letter)`, right or not) and its text `given` is teacher-forced, not supervised
@@ -271,13 +274,14 @@ def question_turn(question: dict, open_ended: bool, question_format: str = "lang
     if named is not None:
         if open_ended or named not in range(len(question["options"])):
             raise ValueError(f"`named` must index a multiple-choice option, got {named} (open_ended={open_ended}).")
+        space = " " if spaced else ""
         option = question["options"][named]
         bound = format_answer({**question, "answer": named, "answer_text": option})
-        return multiple_choice_prompt(question, question_format), bound, option
+        return multiple_choice_prompt(question, question_format), space + bound, space + option
     if open_ended:
         text, answer = open_question(question)
         return f"{text}\n{OPEN_SUFFIX}", answer
-    return multiple_choice_prompt(question, question_format), format_answer(question)
+    return multiple_choice_prompt(question, question_format), (" " if spaced else "") + format_answer(question)
 
 
 def chat_template_tokens(tokenizer, system_message: str) -> tuple[int, int]:
@@ -348,13 +352,14 @@ def splice_captions(ids: list[int], labels: list[int], video_token_id: int,
 
 
 def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: float,
-                    first_prefix: str = "", question_format: str = "langdc", letter_binding_fraction: float = 0.0
-                    ) -> list[tuple[str, ...]]:
+                    first_prefix: str = "", question_format: str = "langdc", letter_binding_fraction: float = 0.0,
+                    spaced_answers: bool = False) -> list[tuple[str, ...]]:
     """`(user, answer)` turns of `questions` in a random order; each is asked open-ended with probability
     `open_fraction`, else as multiple choice (in `question_format`) with its options in a new random order
     (`permute_options`), and then, with probability `letter_binding_fraction`, as a letter-binding turn naming a
-    random wrong option (`question_turn`'s `named`). `first_prefix` (the media placeholder, or captions as text) opens
-    the first user turn."""
+    random wrong option (`question_turn`'s `named`); with `spaced_answers`, multiple-choice answers start with a space
+    (`question_turn`'s `spaced`). `first_prefix` (the media placeholder, or captions as text) opens the first user
+    turn."""
     questions = list(questions)
     rng.shuffle(questions)
     turns = []
@@ -364,7 +369,7 @@ def sample_qa_turns(questions: list[dict], rng: random.Random, open_fraction: fl
         # drawn only when set, so runs without it keep their stream
         if letter_binding_fraction and not open_ended and rng.random() < letter_binding_fraction:
             named = rng.choice([i for i in range(len(question["options"])) if i != question["answer"]])
-        turns.append(question_turn(question, open_ended, question_format, named))
+        turns.append(question_turn(question, open_ended, question_format, named, spaced_answers))
     turns[0] = (first_prefix + turns[0][0], *turns[0][1:])
     return turns
 
@@ -421,12 +426,14 @@ class StageDataset(Dataset):
             and not supervised, then that option's letter, supervised (`question_turn`'s `named`): the LLM's letter
             otherwise disagrees with the option its own answer names in 8% of the answers, and for state change
             (`grows` / `grows then shrinks`) more often than the named option is wrong (run v52).
+        spaced_answers: stage 3: multiple-choice answers start with a space (`question_turn`'s `spaced`), so their
+            first word is the option lines' token of it (run v53); the text stage's lookups keep their form.
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
-            `mvbench_prompt_fraction`, `clip_describe_fraction`, `rename_fraction` or `letter_binding_fraction` > 0
-            outside stage 3 (or the
+            `mvbench_prompt_fraction`, `clip_describe_fraction`, `rename_fraction` or `letter_binding_fraction` > 0,
+            or `spaced_answers`, outside stage 3 (or the
             first without `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown
             task, or `generated_captions` as `set_generated_captions` raises.
     """
@@ -438,7 +445,7 @@ class StageDataset(Dataset):
                  num_frames: int | None = None, describe_fraction: float = 0.0,
                  mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0,
                  focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0,
-                 letter_binding_fraction: float = 0.0):
+                 letter_binding_fraction: float = 0.0, spaced_answers: bool = False):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
@@ -453,10 +460,10 @@ class StageDataset(Dataset):
             raise ValueError("`caption_qa_fraction` > 0 belongs to the text stage and needs `video_token_id`.")
         stage_three = (frame_prompt_fraction, describe_fraction, mvbench_prompt_fraction, clip_describe_fraction,
                        rename_fraction, letter_binding_fraction)
-        if any(fraction > 0 for fraction in stage_three) and stage != 3:
+        if (any(fraction > 0 for fraction in stage_three) or spaced_answers) and stage != 3:
             raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction`, "
-                             "`clip_describe_fraction`, `rename_fraction` and `letter_binding_fraction` belong to "
-                             "stage 3.")
+                             "`clip_describe_fraction`, `rename_fraction`, `letter_binding_fraction` and "
+                             "`spaced_answers` belong to stage 3.")
         if focus_tasks and (stage not in (3, TEXT_STAGE) or not set(focus_tasks) <= set(TASKS)):
             raise ValueError(f"`focus_tasks` belongs to stage 3 and the text stage and takes tasks of {TASKS}, got "
                              f"{focus_tasks} for stage {stage!r}.")
@@ -480,6 +487,7 @@ class StageDataset(Dataset):
         self.clip_describe_fraction = clip_describe_fraction
         self.rename_fraction = rename_fraction
         self.letter_binding_fraction = letter_binding_fraction
+        self.spaced_answers = spaced_answers
         self.nonce_words = nonce_words(tokenizer) if rename_fraction > 0 else []
         # the most tokens a nonce word takes (after its space token), for the context bound
         self._nonce_tokens = max((len(tokenizer(word, add_special_tokens=False)["input_ids"])
@@ -616,8 +624,10 @@ class StageDataset(Dataset):
             # alternatives per turn: each question's forms (multiple choice also naming each option, when letters
             # are bound), then the lookups of every option, then the descriptions
             named = range(len(questions[0]["options"])) if self.letter_binding_fraction > 0 else ()
-            alternatives = [[question_turn(q, open_ended, fmt) for open_ended in open_forms for fmt in formats]
-                            + [question_turn(q, False, fmt, i)[:2] for fmt in formats for i in named]
+            spaced = self.spaced_answers
+            alternatives = [[question_turn(q, open_ended, fmt, None, spaced) for open_ended in open_forms
+                             for fmt in formats]
+                            + [question_turn(q, False, fmt, i, spaced)[:2] for fmt in formats for i in named]
                             for q in questions]
             if self.lookup_fraction > 0:
                 alternatives.append([option_lookup(q, i) for q in questions for i in range(len(q["options"]))])
@@ -700,7 +710,8 @@ class StageDataset(Dataset):
         ending with an option lookup with probability `lookup_fraction`; `prefix` (the media placeholder) opens the
         first user turn."""
         turns = list(first) + sample_qa_turns(questions, self.rng, self.open_fraction, question_format=question_format,
-                                              letter_binding_fraction=self.letter_binding_fraction)
+                                              letter_binding_fraction=self.letter_binding_fraction,
+                                              spaced_answers=self.spaced_answers)
         turns[0] = (prefix + turns[0][0], *turns[0][1:])
         if self.rng.random() < self.lookup_fraction:
             turns.append(lookup_turn(self.rng.choice(questions), self.rng))

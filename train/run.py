@@ -234,6 +234,9 @@ def main(argv=None) -> None:
                         help="stage 3: share of multiple-choice turns answered by a wrong option's text, given and "
                              "not supervised, then its letter, supervised (train.data.question_turn's `named`), so "
                              "the letter follows the text the answer names")
+    parser.add_argument("--spaced-answers", action="store_true",
+                        help="stage 3: multiple-choice answers start with a space, so their first word is the same "
+                             "BPE token as in the option lines (train.data.question_turn's `spaced`)")
     parser.add_argument("--questions-per-example", type=int, default=0,
                         help="stage 3: questions of a video per multi-turn conversation (0 = all)")
     parser.add_argument("--train-videos", type=int, default=None, help="use only the first N training videos")
@@ -313,7 +316,8 @@ def main(argv=None) -> None:
                                args.lookup_fraction, args.caption_qa_fraction, model.config.video_token_id,
                                args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
                                args.mvbench_prompt_fraction, args.clip_describe_fraction,
-                               args.focus_tasks, args.rename_fraction, args.letter_binding_fraction)
+                               args.focus_tasks, args.rename_fraction, args.letter_binding_fraction,
+                               args.spaced_answers)
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
