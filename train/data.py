@@ -261,8 +261,8 @@ def question_turn(question: dict, open_ended: bool, question_format: str = "lang
     """`(user text, answer)` of one synthvid question, multiple choice (`multiple_choice_prompt` in
     `question_format`) or open-ended (no media placeholder). The answer is `format_answer`'s in either format;
     with `spaced`, a multiple-choice answer starts with a space, so that its first word is the BPE token of the
-    same word in the option lines (` grows`, after `(B)`), not the text-initial one (`grows`), which the LLM must
-    otherwise learn to match to it before it can copy the option's letter (run v53).
+    same word in the option lines (` grows`, after `(B)`), not the text-initial one (`grows`). An experiment (run v53:
+    on a model trained unspaced it unbinds the letters; train/RUNS.md "Runs v52 to v54").
 
     With `named` (multiple choice only), a letter-binding turn `(user text, answer, given)`: the answer names option
     `named` (`text (letter)`, right or not) and its text `given` is teacher-forced, not supervised
