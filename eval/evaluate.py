@@ -23,7 +23,7 @@ from eval.captions import event_kind_scores, sentence_scores, spearman
 from synthvid.captions import caption_event_count
 from synthvid.dataset import answer_names_held_out_pair
 from synthvid.files import write_atomic, write_text_atomic
-from synthvid.questions import LETTERS, format_answer
+from synthvid.questions import LETTERS, option_answer
 from train.data import (QUESTION_FORMATS, VIDEO_PROMPTS, clip_caption_ids, multiple_choice_prompt, read_split,
                         video_prefix)
 
@@ -58,8 +58,7 @@ def option_log_likelihoods(model, tokenizer, features: torch.Tensor, num_patches
     option); the log-likelihood multiple-choice score of lmms-eval's `multiple_choice` tasks. A diagnostic: the
     reported accuracy stays the greedy answer's letter (MVBench).
     """
-    answers = [format_answer({**question, "answer": index, "answer_text": option})
-               for index, option in enumerate(question["options"])]
+    answers = [option_answer(question, index) for index in range(len(question["options"]))]
     scores = model.score_answers(tokenizer, None, prompt, answers, num_patches_list=num_patches, data_flag=3,
                                  caption_ids=caption_ids, image_features=features)
     return [score.log_likelihood for score in scores]

@@ -81,6 +81,12 @@ def format_answer(question: dict) -> str:
     return f"{question['answer_text']} ({LETTERS[question['answer']]})"
 
 
+def option_answer(question: dict, index: int) -> str:
+    """The answer that names option `index`, right or not: its text and its letter (`format_answer`'s form).
+    Raises `ValueError` like `format_question`, or `IndexError` for an `index` outside the options."""
+    return format_answer({**question, "answer": index, "answer_text": question["options"][index]})
+
+
 def permute_options(question: dict, rng) -> dict:
     """A copy of `question` with its options in a new random order and `answer` following its option.
 

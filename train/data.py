@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from synthvid import COLORS, SHAPES, TASKS, format_answer, format_question, open_question, permute_options
 from synthvid.files import write_atomic
-from synthvid.questions import TIME_PHRASES
+from synthvid.questions import TIME_PHRASES, option_answer
 from tools.remote_code import import_remote
 
 IGNORE_INDEX = -100
@@ -271,17 +271,15 @@ def question_turn(question: dict, open_ended: bool, question_format: str = "lang
     Raises:
         ValueError: for `named` with `open_ended` or outside [0, 4), or a malformed question (`format_question`).
     """
-    if named is not None:
-        if open_ended or named not in range(len(question["options"])):
-            raise ValueError(f"`named` must index a multiple-choice option, got {named} (open_ended={open_ended}).")
-        space = " " if spaced else ""
-        option = question["options"][named]
-        bound = format_answer({**question, "answer": named, "answer_text": option})
-        return multiple_choice_prompt(question, question_format), space + bound, space + option
+    if named is not None and (open_ended or named not in range(len(question["options"]))):
+        raise ValueError(f"`named` must index a multiple-choice option, got {named} (open_ended={open_ended}).")
     if open_ended:
         text, answer = open_question(question)
         return f"{text}\n{OPEN_SUFFIX}", answer
-    return multiple_choice_prompt(question, question_format), (" " if spaced else "") + format_answer(question)
+    space, prompt = " " if spaced else "", multiple_choice_prompt(question, question_format)
+    if named is not None:
+        return prompt, space + option_answer(question, named), space + question["options"][named]
+    return prompt, space + format_answer(question)
 
 
 def chat_template_tokens(tokenizer, system_message: str) -> tuple[int, int]:
@@ -309,7 +307,7 @@ def option_lookup(question: dict, index: int) -> tuple[str, str]:
     `index`; the answer is `X (letter)`, the form of a multiple-choice answer (`format_answer`)."""
     option = question["options"][index]
     user = f"{format_question(question)}\n{LOOKUP_PROMPT.format(option)}"
-    return user, format_answer({**question, "answer": index, "answer_text": option})
+    return user, option_answer(question, index)
 
 
 def clip_describe_turns(record: dict) -> list[tuple[str, str]]:
@@ -425,7 +423,7 @@ class StageDataset(Dataset):
         letter_binding_fraction: stage 3: share of multiple-choice turns answered by a wrong option's text, given
             and not supervised, then that option's letter, supervised (`question_turn`'s `named`): the LLM's letter
             otherwise disagrees with the option its own answer names in 8% of the answers, and for state change
-            (`grows` / `grows then shrinks`) more often than the named option is wrong (run v52).
+            (`grows` / `shrinks`) more often than the named option is wrong (run v52).
         spaced_answers: stage 3: multiple-choice answers start with a space (`question_turn`'s `spaced`), so their
             first word is the option lines' token of it (run v53); the text stage's lookups keep their form.
 

@@ -29,9 +29,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
 from eval.evaluate import named_option, parse_letter
-from synthvid import format_answer
 from synthvid.files import write_text_atomic
-from synthvid.questions import LETTERS
+from synthvid.questions import LETTERS, option_answer
 from tools.remote_code import import_remote
 from train.data import chat_conversation, multiple_choice_prompt, pad_chat_batch, read_split, sample_qa_turns
 
@@ -73,8 +72,8 @@ def answer_accuracy(model, tokenizer, prompts) -> dict:
     correct, letter_hits = {}, []
     for prompt, question, task in prompts:
         answer = question["answer"]
-        answers = [tokenizer(format_answer({**question, "answer": i, "answer_text": option}),
-                             add_special_tokens=False)["input_ids"] for i, option in enumerate(question["options"])]
+        answers = [tokenizer(option_answer(question, i), add_special_tokens=False)["input_ids"]
+                   for i in range(len(question["options"]))]
         rows = [prompt + ids for ids in answers]
         batch = pad_chat_batch([(row, row) for row in rows], tokenizer.pad_token_id)
         log_probs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
