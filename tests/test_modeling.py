@@ -526,6 +526,50 @@ def test_deepen_llm_adds_identity_layers_on_top(make_model):
         deepen(base, "language_model", layers)
 
 
+def test_widen_llm_answers_as_before_and_trains_the_new_units(make_model, tokenizer, checkpoint_dir, tmp_path):
+    import json
+
+    from tools.export_checkpoint import export, residual_writes, widen
+
+    base = make_model(clip_time_frequencies=2)
+    torch.nn.init.normal_(base.clip_time_embedding.weight.data)  # trained: a write that must stay in its block
+    text = base.config.text_config
+    wide = widen(base, 2)
+    wide_text = wide.config.text_config
+    assert (wide_text.hidden_size, wide_text.intermediate_size) == (2 * text.hidden_size, 2 * text.intermediate_size)
+    assert (wide_text.num_attention_heads, wide_text.num_key_value_heads) == (
+        2 * text.num_attention_heads, 2 * text.num_key_value_heads)
+    attention = (model.language_model.model.layers[0].self_attn for model in (wide, base))
+    assert next(attention).head_dim == next(attention).head_dim
+    for name, value in base.state_dict().items():
+        if name.split(".")[0] in ("vision_model", "expert", "expert_projector"):
+            torch.testing.assert_close(wide.state_dict()[name], value, rtol=0, atol=0)
+    writes = residual_writes(wide)
+    assert {"caption_projector.weight", "pool_projector.2.weight", "clip_time_embedding.bias"} <= writes
+    assert not any(name.endswith(("q_proj.weight", "gate_proj.weight", "pool_projector.0.weight")) for name in writes)
+    # the same logits from text, and from soft and pool tokens with their clip times
+    input_ids = torch.tensor([[5, 70, 71, 72, 73]])
+    torch.testing.assert_close(wide(input_ids=input_ids).logits, base(input_ids=input_ids).logits)
+    text_inputs = tokenizer(["<video>\nWhat happens? A ball rolls."], return_tensors="pt")
+    inputs = dict(**text_inputs, pixel_values=video_pixels(8), num_patches_list=[[1] * 8], data_flag=3,
+                  caption_ids=[[70, 71, 72], [73]])
+    torch.testing.assert_close(wide(**inputs).logits, base(**inputs).logits)
+    wide.train()
+    wide(input_ids=input_ids, labels=input_ids).loss.backward()
+    layer = wide.language_model.model.layers[0]
+    half = text.hidden_size
+    assert layer.self_attn.o_proj.weight.grad[half:].abs().sum() > 0  # the new residual dimensions train
+    assert layer.mlp.down_proj.weight.grad[:, text.intermediate_size:].abs().sum() > 0  # and the new MLP units
+    with pytest.raises(ValueError, match="`factor` must be an integer"):
+        widen(base, 1)
+    with pytest.raises(ValueError, match="`factor` must be an integer"):
+        widen(base, 1.5)
+    export(checkpoint_dir, tmp_path / "out", dtype=torch.float32, llm_width_factor=2)
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())["text_config"]
+    assert saved["hidden_size"] == 2 * json.loads((checkpoint_dir / "config.json").read_text())["text_config"][
+        "hidden_size"]
+
+
 def test_precomputed_image_features_stand_in_for_the_vision_tower(make_model, tokenizer):
     """Training with a frozen tower feeds its cached features: the LLM loss, the expert's caption loss and the
     expert's captions are those of the pixels."""

@@ -8,7 +8,8 @@ pool projector and LLM, the expert and its projectors dropped (README "Token com
 training-free compressors run on, trained further with `train.run`); `--pool-grid` sets the pool tokens per frame
 side, with or without the expert; `--clip-time-frequencies F` adds a zero-initialised `clip_time_embedding`
 (`LangDCConfig.clip_time_frequencies`) and `--expert-layers N` / `--llm-layers N` identity-initialised expert / LLM
-layers on top (`deepen`), so the export answers as the source does until they are trained;
+layers on top (`deepen`) and `--llm-width-factor K` a K times wider LLM side (`widen`), so the export answers as the
+source does until they are trained;
 `--expert-token-layout tubelets` gives the expert one token per pooled cell and clip
 (`LangDCConfig.expert_token_layout`; its captions change until stage 2 retrains it); `--expert-from CKPT` puts
 CKPT's expert and expert projector beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37);
@@ -167,6 +168,70 @@ def with_new_llm(model, text_config: dict, seed: int = 0):
     return fresh.eval()
 
 
+WIDENED = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads")  # head_dim stays
+
+
+def residual_writes(model) -> set[str]:
+    """State-dict names of the LLM side's weights that write into the LLM's residual stream (and the tied output
+    layer that reads it): the token embeddings, each layer's attention output and MLP down projections, and the last
+    layer of each projector (and the clip time embedding) whose output enters the LLM."""
+    names = {name for name in model.state_dict() if name.startswith("language_model.")
+             and name.endswith(("embed_tokens.weight", "lm_head.weight", "o_proj.weight", "down_proj.weight"))}
+    for part in LLM_SIDE[1:]:
+        module = getattr(model, part, None)
+        if module is None:
+            continue
+        last = [name for name, layer in module.named_modules() if isinstance(layer, torch.nn.Linear)] or [""]
+        prefix = ".".join(filter(None, (part, last[-1])))
+        names |= {name for name in model.state_dict() if name in (f"{prefix}.weight", f"{prefix}.bias")}
+    return names
+
+
+def widen(model, factor: int, seed: int = 0):
+    """`model` with an LLM side `factor` times as wide (`WIDENED`: hidden size, MLP width, query and key/value heads;
+    the head dimension, depth and vocabulary stay) that answers exactly as `model` does until stage 3 trains it.
+
+    Function-preserving widening (Net2WiderNet, Chen et al., ICLR 2016), with zero-initialised writes instead of
+    Net2Net's split copies: every old weight keeps its place in the leading block; the new entries of the weights
+    that read (query/key/value, MLP gate/up, the projectors' first layers) are random (`seed`), those of the weights
+    that write into the residual stream (`residual_writes`) zero, so the new residual dimensions stay zero and the
+    new heads and MLP units add nothing at first, but all receive gradients. The RMS norms' old weights are scaled by
+    `1 / sqrt(factor)` and their epsilon by `1 / factor`: the mean square now runs over `factor` times as many
+    dimensions, the new ones zero.
+    Grouped-query attention keeps each old query head on its old key/value head (`repeat_kv` groups stay
+    `num_attention_heads / num_key_value_heads` wide).
+
+    Raises:
+        ValueError: if `factor` is not an integer of at least 2, or the LLM is not a decoder with those config
+            fields and a head dimension of `hidden_size / num_attention_heads`.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ValueError(f"`factor` must be an integer of at least 2, got {factor!r}.")
+    old = model.config.text_config.to_dict()
+    missing = [field for field in WIDENED if not isinstance(old.get(field), int)]
+    if missing or old.get("head_dim", old["hidden_size"] // old["num_attention_heads"]) * old[
+            "num_attention_heads"] != old["hidden_size"]:
+        raise ValueError(f"Cannot widen an LLM without integer {missing} or whose heads do not tile `hidden_size`.")
+    text_config = {**old, **{field: old[field] * factor for field in WIDENED},
+                   "rms_norm_eps": old["rms_norm_eps"] / factor}  # the mean square is 1 / factor of the old one
+    config = type(model.config).from_dict({**model.config.to_dict(), "text_config": text_config})
+    torch.manual_seed(seed)
+    wider = rebuilt(model, config)
+    writes, old_state = residual_writes(wider), model.state_dict()
+    with torch.no_grad():
+        for name, param in wider.state_dict().items():  # state-dict tensors share the parameters' storage
+            source = old_state[name].to(param.dtype)
+            if source.shape == param.shape:
+                param.copy_(source)
+                continue
+            if name in writes:
+                param.zero_()
+            param[tuple(slice(0, size) for size in source.shape)] = source
+            if name.endswith("norm.weight"):
+                param[: source.shape[0]] /= factor**0.5
+    return wider.eval()
+
+
 DECODERS = {"expert": "expert_config", "language_model": "text_config"}  # deepenable decoder -> its config key
 
 
@@ -209,13 +274,13 @@ def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool
            use_expert: bool = True, clip_time_frequencies: int | None = None,
            expert_token_layout: str | None = None, expert_layers: int | None = None,
            llm_layers: int | None = None, expert_from: Path | None = None,
-           llm_config: Path | None = None) -> list[str]:
+           llm_config: Path | None = None, llm_width_factor: int | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
     `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` / `llm_layers`
-    deepen its expert / LLM (`deepen`); before all of them, `expert_from` replaces its expert with that
-    checkpoint's (`with_expert_of`), and `llm_config` (a JSON config spec) its LLM side with a new one of the spec's
-    `text_config` (`with_new_llm`).
+    deepen its expert / LLM (`deepen`), then `llm_width_factor` widens its LLM side (`widen`); before all of them,
+    `expert_from` replaces its expert with that checkpoint's (`with_expert_of`), and `llm_config` (a JSON config
+    spec) its LLM side with a new one of the spec's `text_config` (`with_new_llm`).
 
     Raises:
         ValueError: if `llm_config` has no `text_config` dict, or from the steps above.
@@ -236,6 +301,8 @@ def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool
     for part, num_layers in (("expert", expert_layers), ("language_model", llm_layers)):
         if num_layers is not None:
             model = deepen(model, part, num_layers)
+    if llm_width_factor is not None:
+        model = widen(model, llm_width_factor)
     processor = load_processor(source)
     return save_checkpoint(model, processor.tokenizer, processor, target)
 
@@ -258,6 +325,8 @@ def main(argv=None) -> None:
                         help="deepen the expert to this many layers, the new ones identity-initialised (deepen)")
     parser.add_argument("--llm-layers", type=int, default=None,
                         help="deepen the LLM to this many layers, the new ones identity-initialised (deepen)")
+    parser.add_argument("--llm-width-factor", type=int, default=None,
+                        help="widen the LLM side this many times, answering as before until trained (widen)")
     parser.add_argument("--expert-from", type=Path, default=None,
                         help="take the expert and expert projector of this checkpoint (same vision tower; "
                              "with_expert_of)")
@@ -267,7 +336,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
                    args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers,
-                   args.expert_from, args.llm_config)
+                   args.expert_from, args.llm_config, args.llm_width_factor)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
@@ -275,6 +344,7 @@ def main(argv=None) -> None:
                     f", expert token layout {args.expert_token_layout}" if args.expert_token_layout else "",
                     f", expert layers {args.expert_layers}" if args.expert_layers else "",
                     f", LLM layers {args.llm_layers}" if args.llm_layers else "",
+                    f", LLM {args.llm_width_factor}x as wide" if args.llm_width_factor else "",
                     f", expert from {args.expert_from}" if args.expert_from else "",
                     f", new LLM side of {args.llm_config}" if args.llm_config else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
