@@ -48,7 +48,7 @@ def named_option(response: str, options: list[str]) -> int | None:
 
 
 def option_log_likelihoods(model, tokenizer, features: torch.Tensor, num_patches: list[int], prompt: str,
-                           question: dict, caption_ids: list[list[int]]) -> list[float]:
+                           question: dict, caption_ids: list[list[int]], spaced: bool = False) -> list[float]:
     """Log-likelihood (nats) of each option's full answer after the chat prompt, as training writes it
     (`format_answer`, "red circle (B)", then the end of turn), with the visual tokens of the greedy answer: the
     vision features `[F, P, D_v]` of the video's frames and its clips' `caption_ids` (`model.score_answers`).
@@ -56,9 +56,11 @@ def option_log_likelihoods(model, tokenizer, features: torch.Tensor, num_patches
     The option ranked first is the model's preference over whole answers, free of greedy decoding's token-by-token
     commitment (an answer that starts with a colour of the options and ends with a shape of the video names no
     option); the log-likelihood multiple-choice score of lmms-eval's `multiple_choice` tasks. A diagnostic: the
-    reported accuracy stays the greedy answer's letter (MVBench).
+    reported accuracy stays the greedy answer's letter (MVBench). `spaced`: each answer begins with a space, as a
+    model trained with `train.run --spaced-answers` writes them (`train.data.question_turn`).
     """
-    answers = [option_answer(question, index) for index in range(len(question["options"]))]
+    space = " " if spaced else ""
+    answers = [space + option_answer(question, index) for index in range(len(question["options"]))]
     scores = model.score_answers(tokenizer, None, prompt, answers, num_patches_list=num_patches, data_flag=3,
                                  caption_ids=caption_ids, image_features=features)
     return [score.log_likelihood for score in scores]
@@ -72,7 +74,8 @@ def samples(records, max_videos: int | None):
 
 def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size: int, max_videos=None,
              max_new_tokens: int = 12, ground_truth_captions: bool = False, prompt: str = "video",
-             question_format: str = "langdc", option_likelihood: bool = False, num_beams: int = 1) -> dict:
+             question_format: str = "langdc", option_likelihood: bool = False, num_beams: int = 1,
+             spaced_answers: bool = False) -> dict:
     """Run every multiple-choice question of `split` and collect per-question and per-video results.
 
     `ground_truth_captions`: the LLM reads the ground-truth clip captions instead of the expert's (the
@@ -81,7 +84,8 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
     `question_format`: ours ("langdc") or lmms-eval's MVBench prompt ("lmms-mvbench";
     `train.data.multiple_choice_prompt`). `option_likelihood`: also rank the four full answers by their
     log-likelihood (`option_log_likelihoods`), per question `likelihood_choice`. `num_beams`: beam search instead
-    of greedy decoding (1, MVBench's and lmms-eval's setting).
+    of greedy decoding (1, MVBench's and lmms-eval's setting). `spaced_answers`: the option likelihoods score
+    answers that begin with a space (a model trained with `train.run --spaced-answers`).
     """
     records = read_split(data_dir, split)
     pixel_cache = {}
@@ -121,7 +125,7 @@ def evaluate(model, tokenizer, processor, data_dir: Path, split: str, batch_size
             }
             if option_likelihood:
                 scores = option_log_likelihoods(model, tokenizer, features_of[record["id"]], num_patches, prompt_text,
-                                                question, info.caption_ids)
+                                                question, info.caption_ids, spaced_answers)
                 choice = max(range(len(scores)), key=scores.__getitem__)
                 row.update(likelihood_choice=choice, likelihood_correct=choice == question["answer"])
             questions.append(row)
@@ -288,7 +292,12 @@ def main(argv=None) -> None:
     parser.add_argument("--option-likelihood", action="store_true",
                         help="also rank the four full answers by log-likelihood (a diagnostic beside the greedy "
                              "answer's letter; eval.evaluate.option_log_likelihoods)")
+    parser.add_argument("--spaced-answers", action="store_true",
+                        help="with --option-likelihood: answers begin with a space (a model trained with "
+                             "train.run --spaced-answers)")
     args = parser.parse_args(argv)
+    if args.spaced_answers and not args.option_likelihood:
+        parser.error("--spaced-answers only changes the option likelihoods: give --option-likelihood with it")
     started = time.perf_counter()
     model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
@@ -296,11 +305,11 @@ def main(argv=None) -> None:
     results = evaluate(model, tokenizer, processor, args.data, args.split, args.batch_size, args.max_videos,
                        ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
                        question_format=args.question_format, option_likelihood=args.option_likelihood,
-                       num_beams=args.num_beams)
+                       num_beams=args.num_beams, spaced_answers=args.spaced_answers)
     summary = summarize(results)
     summary.update(model=str(args.model), split=args.split, dtype=args.dtype, threads=torch.get_num_threads(),
                    ground_truth_captions=args.ground_truth_captions, prompt=args.prompt,
-                   question_format=args.question_format, num_beams=args.num_beams,
+                   question_format=args.question_format, num_beams=args.num_beams, spaced_answers=args.spaced_answers,
                    wall_seconds=time.perf_counter() - started)
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.output / f"{args.split}_summary.json")

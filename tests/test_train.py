@@ -523,16 +523,20 @@ def test_option_log_likelihoods_are_each_full_answers_log_probability(stages, mi
     values, patches = processor.load_video(str(micro_data / record["video"]))
     prompt = video_prefix("video", len(patches)) + "Which?"
     captions = model.caption_clips(values, [patches], 3)
-    scores = option_log_likelihoods(model, tokenizer, model.get_image_features(values), patches, prompt, question,
-                                    captions)
-    for index, option in enumerate(question["options"]):  # one unpadded row at a time, through the loss
-        ids, labels = chat_example(tokenizer, model.config.system_message, prompt,
-                                   format_answer({**question, "answer": index, "answer_text": option}))
-        with torch.no_grad():
-            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), pixel_values=values,
-                         num_patches_list=[patches], data_flag=3, caption_ids=captions).loss
-        answer_tokens = sum(label != -100 for label in labels)
-        assert scores[index] == pytest.approx(-loss.item() * answer_tokens, rel=1e-4, abs=1e-3)
+    for space in ("", " "):  # answers as trained: unspaced, or spaced (`train.run --spaced-answers`)
+        scores = option_log_likelihoods(model, tokenizer, model.get_image_features(values), patches, prompt, question,
+                                        captions, spaced=space == " ")
+        for index, option in enumerate(question["options"]):  # one unpadded row at a time, through the loss
+            answer = space + format_answer({**question, "answer": index, "answer_text": option})
+            ids, labels = chat_example(tokenizer, model.config.system_message, prompt, answer)
+            with torch.no_grad():
+                loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), pixel_values=values,
+                             num_patches_list=[patches], data_flag=3, caption_ids=captions).loss
+            answer_tokens = sum(label != -100 for label in labels)
+            assert scores[index] == pytest.approx(-loss.item() * answer_tokens, rel=1e-4, abs=1e-3)
+    with pytest.raises(SystemExit):  # the space changes only the likelihoods
+        evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(tmp_path),
+                  "--spaced-answers"])
 
     evaluate(["--model", str(stages[3]), "--data", str(micro_data), "--split", "test", "--output", str(tmp_path),
               "--dtype", "float32", "--batch-size", "4", "--option-likelihood", "--num-beams", "2"])
