@@ -175,7 +175,8 @@ def residual_writes(model) -> set[str]:
     """State-dict names of the LLM side's weights that write into the LLM's residual stream (and the tied output
     layer that reads it): the token embeddings, each layer's attention output and MLP down projections, and the last
     layer of each projector (and the clip time embedding) whose output enters the LLM."""
-    names = {name for name in model.state_dict() if name.startswith("language_model.")
+    state = model.state_dict().keys()
+    names = {name for name in state if name.startswith("language_model.")
              and name.endswith(("embed_tokens.weight", "lm_head.weight", "o_proj.weight", "down_proj.weight"))}
     for part in LLM_SIDE[1:]:
         module = getattr(model, part, None)
@@ -183,7 +184,7 @@ def residual_writes(model) -> set[str]:
             continue
         last = [name for name, layer in module.named_modules() if isinstance(layer, torch.nn.Linear)] or [""]
         prefix = ".".join(filter(None, (part, last[-1])))
-        names |= {name for name in model.state_dict() if name in (f"{prefix}.weight", f"{prefix}.bias")}
+        names |= {name for name in (f"{prefix}.weight", f"{prefix}.bias") if name in state}
     return names
 
 
@@ -209,7 +210,7 @@ def widen(model, factor: int, seed: int = 0):
         raise ValueError(f"`factor` must be an integer of at least 2, got {factor!r}.")
     old = model.config.text_config.to_dict()
     missing = [field for field in WIDENED if not isinstance(old.get(field), int)]
-    if missing or old.get("head_dim", old["hidden_size"] // old["num_attention_heads"]) * old[
+    if missing or (old.get("head_dim") or old["hidden_size"] // old["num_attention_heads"]) * old[
             "num_attention_heads"] != old["hidden_size"]:
         raise ValueError(f"Cannot widen an LLM without integer {missing} or whose heads do not tile `hidden_size`.")
     text_config = {**old, **{field: old[field] * factor for field in WIDENED},
