@@ -1338,3 +1338,36 @@ def test_letter_binding_scores_the_four_letters_after_the_named_options_text(sta
     details.write_text(json.dumps({"questions": [{**row, "named": None} for row in rows]}))
     with pytest.raises(ValueError, match="names an option"):
         letter_binding(["--model", str(stages[3]), "--data", str(micro_data), "--details", str(details)])
+
+
+def test_caption_reader_answers_every_question_from_the_ground_truth_captions(micro_data, tmp_path):
+    """The synthvid captions determine every answer (the ceiling of an LLM reading them); a caption that writes a
+    held-out pair as a seen one (the expert's error) loses the questions about that object."""
+    from eval.caption_reader import CaptionReading, main as reader, read_answer, read_split_answers
+    from synthvid import TASKS
+    from synthvid.dataset import text_only_records
+    from train.data import read_split
+
+    records = text_only_records(seed=3, start=0, count=150)
+    result = read_split_answers(records)
+    assert result["overall"] == {"accuracy": 1.0, "questions": sum(len(r["questions"]) for r in records)}
+    assert set(result["per_task"]) == set(TASKS) and result["undetermined"]["accuracy"] == 0.0
+
+    captions = ["a red triangle. the red triangle grows.", "a red triangle. the red triangle turns blue.",
+                "a blue triangle. the blue triangle moves left.", "a blue triangle. the blue triangle stops."]
+    question = {"task": "state_change", "question": "does the red triangle grow or shrink?",
+                "options": ["shrinks", "grows", "grows then shrinks", "shrinks then grows"], "answer": 1}
+    assert read_answer(CaptionReading(captions), question) == [1]
+    moving = {"task": "temporal_localization", "question": "when does the red triangle start moving?",
+              "options": ["at the end", "in the second half", "at the beginning", "in the first half"], "answer": 1}
+    assert read_answer(CaptionReading(captions), moving) == [1]  # followed through its colour change
+    seen_instead = [caption.replace("triangle", "circle") for caption in captions]
+    assert read_answer(CaptionReading(seen_instead), moving) == []
+
+    details = {"videos": {r["id"]: {"captions": r["clip_captions"]} for r in read_split(micro_data, "test")}}
+    (tmp_path / "details.json").write_text(json.dumps(details))
+    reader(["--data", str(micro_data), "--split", "test", "--details", str(tmp_path / "details.json"),
+            "--output", str(tmp_path)])
+    assert json.loads((tmp_path / "caption_reader_test_expert.json").read_text())["overall"]["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="no captions for video"):
+        read_split_answers(read_split(micro_data, "test"), {})
