@@ -866,6 +866,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         video_pixel_values: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
         caption_weights: list[list[float]] | None = None,
+        caption_input_ids: list[list[int]] | None = None,
     ) -> torch.Tensor:
         """Caption cross-entropy of the expert on ground-truth clip captions (training stage II,
         official `language_model/qwen_cap.py` `VideoQwenCapForCausalLM`).
@@ -883,23 +884,32 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
                 (the appended EOS weighs 1): the loss becomes the weighted mean, so that rare but decisive words
                 (a move's direction) count more than the words every caption repeats. Not in the paper, which
                 weighs every token alike (the default).
+            caption_input_ids: optional teacher-forced inputs, one list per clip as long as its `caption_ids`, when
+                they differ from the targets (input noising, `train.run --caption-input-noise`: a colour word
+                replaced by another, so that the next word, the shape, must be read from the clip rather than
+                from the colour word; a small expert trained on seen colour-shape pairs otherwise never writes a
+                held-out one, train/RUNS.md "Run v57"). Not in the paper (the default: the targets themselves).
 
         Returns:
             Mean token-level cross-entropy (weighted by `caption_weights` when given), shape `()`.
 
         Raises:
-            ValueError: if the number of captions differs from the number of clips, `caption_weights` does not match
-                `caption_ids` or holds a negative weight, or the model has no expert.
+            ValueError: if the number of captions differs from the number of clips, `caption_weights` or
+                `caption_input_ids` does not match `caption_ids`, a weight is negative, or the model has no expert.
         """
         if self.expert is None:
             raise ValueError("This model has no language expert (`use_expert=False`): there is no caption loss.")
+        if caption_input_ids is not None and (len(caption_input_ids) != len(caption_ids) or any(
+                len(fed) != len(ids) for fed, ids in zip(caption_input_ids, caption_ids))):
+            raise ValueError("`caption_input_ids` must hold one input id per token of `caption_ids`, clip by clip.")
         flags = normalize_data_flags(data_flag, len(num_patches_list))
         frames = self._frames(pixel_values, image_features, required=True)
         plan = self._plan_media_without_prompt(num_patches_list, flags, frames.shape[0])
         caption_ids = self._check_caption_ids(caption_ids, len(plan.clip_tiles))
         features, video_features = self._encode_frames(pixel_values, video_pixel_values, plan, image_features)
         prompts, prompt_mask = self._expert_prompts(features, plan, video_features)
-        outputs, start = self._expert_teacher_forced(prompts, prompt_mask, caption_ids, output_hidden_states=False)
+        fed = caption_ids if caption_input_ids is None else caption_input_ids
+        outputs, start = self._expert_teacher_forced(prompts, prompt_mask, fed, output_hidden_states=False)
         eos = self.config.expert_eos_token_ids[0]
         targets = torch.full(outputs.logits.shape[:2], IGNORE_INDEX, dtype=torch.long, device=outputs.logits.device)
         for i, ids in enumerate(caption_ids):
@@ -1332,6 +1342,7 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         video_pixel_values: torch.FloatTensor | None = None,
         image_features: torch.FloatTensor | None = None,
         caption_weights: list[list[float]] | None = None,
+        caption_input_ids: list[list[int]] | None = None,
         **kwargs,
     ) -> LangDCCausalLMOutputWithPast:
         """Teacher-forced forward pass of the whole model.
@@ -1355,6 +1366,8 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
 
             caption_weights: per caption token weights of the expert's caption loss (see below and
                 [`expert_caption_loss`]); only without `input_ids`.
+            caption_input_ids: the expert's teacher-forced caption inputs when they differ from `caption_ids`
+                (input noising, [`expert_caption_loss`]); only without `input_ids`.
 
             Without `input_ids` (but with `pixel_values` and `caption_ids`), the LLM is not run and `loss` is the
             expert's caption cross-entropy ([`expert_caption_loss`], training stage II); routing it through
@@ -1369,10 +1382,11 @@ class LangDCForConditionalGeneration(LangDCPreTrainedModel, GenerationMixin):
         has_media = pixel_values is not None or image_features is not None
         if input_ids is None and inputs_embeds is None and has_media and caption_ids is not None:
             loss = self.expert_caption_loss(pixel_values, caption_ids, num_patches_list, data_flag, video_pixel_values,
-                                            image_features, caption_weights)
+                                            image_features, caption_weights, caption_input_ids)
             return LangDCCausalLMOutputWithPast(loss=loss)
-        if caption_weights is not None:
-            raise ValueError("`caption_weights` weigh the expert's caption loss, computed without `input_ids`.")
+        if caption_weights is not None or caption_input_ids is not None:
+            raise ValueError("`caption_weights` and `caption_input_ids` belong to the expert's caption loss, computed "
+                             "without `input_ids`.")
         media = None
         if inputs_embeds is None and (has_media or past_key_values is None):
             inputs_embeds, attention_mask, labels, media, _, _, _ = self._prepare_multimodal(

@@ -59,8 +59,7 @@ def option_log_likelihoods(model, tokenizer, features: torch.Tensor, num_patches
     reported accuracy stays the greedy answer's letter (MVBench). `spaced`: each answer begins with a space, as a
     model trained with `train.run --spaced-answers` writes them (`train.data.question_turn`).
     """
-    space = " " if spaced else ""
-    answers = [space + option_answer(question, index) for index in range(len(question["options"]))]
+    answers = [option_answer(question, index, spaced) for index in range(len(question["options"]))]
     scores = model.score_answers(tokenizer, None, prompt, answers, num_patches_list=num_patches, data_flag=3,
                                  caption_ids=caption_ids, image_features=features)
     return [score.log_likelihood for score in scores]

@@ -34,8 +34,7 @@ def bound_answers(question: dict, named: int, spaced: bool = False) -> list[str]
     """The four answers `text (A)` ... `text (D)` with option `named`'s text (`format_answer`'s form, a leading
     space with `spaced`)."""
     text = question["options"][named]
-    return [(" " if spaced else "") + format_answer({**question, "answer": letter, "answer_text": text})
-            for letter in range(len(LETTERS))]
+    return [format_answer({**question, "answer": letter, "answer_text": text}, spaced) for letter in range(len(LETTERS))]
 
 
 @torch.no_grad()

@@ -75,16 +75,17 @@ def format_question(question: dict) -> str:
     return "\n".join(lines)
 
 
-def format_answer(question: dict) -> str:
-    """The target answer string, e.g. `red circle (B)` (answer text first, then the option letter)."""
+def format_answer(question: dict, spaced: bool = False) -> str:
+    """The target answer string, e.g. `red circle (B)` (answer text first, then the option letter); with `spaced`,
+    ` red circle (B)`, as a model trained with `train.run --spaced-answers` writes it (run v53)."""
     _check_question(question)
-    return f"{question['answer_text']} ({LETTERS[question['answer']]})"
+    return f"{' ' if spaced else ''}{question['answer_text']} ({LETTERS[question['answer']]})"
 
 
-def option_answer(question: dict, index: int) -> str:
+def option_answer(question: dict, index: int, spaced: bool = False) -> str:
     """The answer that names option `index`, right or not: its text and its letter (`format_answer`'s form).
     Raises `ValueError` like `format_question`, or `IndexError` for an `index` outside the options."""
-    return format_answer({**question, "answer": index, "answer_text": question["options"][index]})
+    return format_answer({**question, "answer": index, "answer_text": question["options"][index]}, spaced)
 
 
 def permute_options(question: dict, rng) -> dict:

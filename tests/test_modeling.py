@@ -363,6 +363,23 @@ def test_caption_weights_weigh_each_caption_token(make_model):
         model(input_ids=torch.tensor([[65, 66]]), caption_weights=[[1.0]])
 
 
+def test_caption_input_ids_feed_the_expert_and_the_targets_stay_the_captions(make_model):
+    """Input noising (`train.run --caption-input-noise`): the teacher-forced inputs may differ from the targets."""
+    model = make_model()
+    pixels, captions, noised = video_pixels(8), [[70, 71, 72], [73]], [[70, 75, 72], [73]]
+
+    def loss(targets, fed=None):
+        return model.expert_caption_loss(pixels, targets, [[1] * 8], 3, caption_input_ids=fed).item()
+
+    assert loss(captions, captions) == loss(captions)
+    assert loss(captions, noised) != loss(noised)  # same inputs, the targets are `caption_ids`
+    assert loss(captions, noised) != loss(captions)
+    with pytest.raises(ValueError, match="one input id per token"):
+        loss(captions, [[70, 71], [73]])
+    with pytest.raises(ValueError, match="without `input_ids`"):
+        model(input_ids=torch.tensor([[65, 66]]), caption_input_ids=[[1]])
+
+
 def test_clip_tubelets_stack_each_cells_frames_in_time_order(make_model):
     clip_tubelets = importlib.import_module(type(make_model()).__module__).clip_tubelets
     pooled = torch.arange(9 * 2 * 3, dtype=torch.float32).view(9, 2, 3)  # 9 tiles/frames, 2 cells, D = 3

@@ -276,10 +276,11 @@ def question_turn(question: dict, open_ended: bool, question_format: str = "lang
     if open_ended:
         text, answer = open_question(question)
         return f"{text}\n{OPEN_SUFFIX}", answer
-    space, prompt = " " if spaced else "", multiple_choice_prompt(question, question_format)
+    prompt = multiple_choice_prompt(question, question_format)
     if named is not None:
-        return prompt, space + option_answer(question, named), space + question["options"][named]
-    return prompt, space + format_answer(question)
+        answer = option_answer(question, named, spaced)
+        return prompt, answer, answer[: answer.rindex(" (")]  # the given text: the answer without its letter
+    return prompt, format_answer(question, spaced)
 
 
 def chat_template_tokens(tokenizer, system_message: str) -> tuple[int, int]:
@@ -426,13 +427,19 @@ class StageDataset(Dataset):
             (`grows` / `shrinks`) more often than the named option is wrong (run v52).
         spaced_answers: stage 3: multiple-choice answers start with a space (`question_turn`'s `spaced`), so their
             first word is the option lines' token of it (run v53); the text stage's lookups keep their form.
+        caption_input_noise: stage 2: probability with which each token of `noise_token_ids` in the expert's
+            teacher-forced caption inputs is replaced by another of them, drawn uniformly, while its targets stay
+            the ground truth (items get `caption_input_ids`; the model's `expert_caption_loss`): with the colour
+            words, the shape after a colour must be read from the clip, not from the colour word (run v57).
+        noise_token_ids: the interchangeable token ids of `caption_input_noise` (the colour words); at least two.
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
             without `video_token_id` or outside the text stage, `frame_prompt_fraction`, `describe_fraction`,
             `mvbench_prompt_fraction`, `clip_describe_fraction`, `rename_fraction` or `letter_binding_fraction` > 0,
             or `spaced_answers`, outside stage 3 (or the
-            first without `num_frames`), `focus_tasks` outside stage 3 and the text stage or naming an unknown
+            first without `num_frames`), `caption_input_noise` > 0 outside stage 2 or with fewer than two
+            `noise_token_ids`, `focus_tasks` outside stage 3 and the text stage or naming an unknown
             task, or `generated_captions` as `set_generated_captions` raises.
     """
 
@@ -443,7 +450,8 @@ class StageDataset(Dataset):
                  num_frames: int | None = None, describe_fraction: float = 0.0,
                  mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0,
                  focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0,
-                 letter_binding_fraction: float = 0.0, spaced_answers: bool = False):
+                 letter_binding_fraction: float = 0.0, spaced_answers: bool = False,
+                 caption_input_noise: float = 0.0, noise_token_ids: tuple[int, ...] = ()):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
@@ -451,7 +459,8 @@ class StageDataset(Dataset):
                             ("frame_prompt_fraction", frame_prompt_fraction), ("describe_fraction", describe_fraction),
                             ("mvbench_prompt_fraction", mvbench_prompt_fraction),
                             ("clip_describe_fraction", clip_describe_fraction), ("rename_fraction", rename_fraction),
-                            ("letter_binding_fraction", letter_binding_fraction)):
+                            ("letter_binding_fraction", letter_binding_fraction),
+                            ("caption_input_noise", caption_input_noise)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
@@ -462,6 +471,9 @@ class StageDataset(Dataset):
             raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction`, "
                              "`clip_describe_fraction`, `rename_fraction`, `letter_binding_fraction` and "
                              "`spaced_answers` belong to stage 3.")
+        if caption_input_noise > 0 and (stage != 2 or len(set(noise_token_ids)) < 2):
+            raise ValueError(f"`caption_input_noise` > 0 belongs to stage 2 and needs at least two distinct "
+                             f"`noise_token_ids`, got stage {stage!r} and {tuple(noise_token_ids)}.")
         if focus_tasks and (stage not in (3, TEXT_STAGE) or not set(focus_tasks) <= set(TASKS)):
             raise ValueError(f"`focus_tasks` belongs to stage 3 and the text stage and takes tasks of {TASKS}, got "
                              f"{focus_tasks} for stage {stage!r}.")
@@ -486,6 +498,8 @@ class StageDataset(Dataset):
         self.rename_fraction = rename_fraction
         self.letter_binding_fraction = letter_binding_fraction
         self.spaced_answers = spaced_answers
+        self.caption_input_noise = caption_input_noise
+        self.noise_token_ids = tuple(sorted(set(noise_token_ids)))
         self.nonce_words = nonce_words(tokenizer) if rename_fraction > 0 else []
         # the most tokens a nonce word takes (after its space token), for the context bound
         self._nonce_tokens = max((len(tokenizer(word, add_special_tokens=False)["input_ids"])
@@ -534,7 +548,7 @@ class StageDataset(Dataset):
     def __getitem__(self, i):
         self._reseed_in_worker()
         video, content = self.items[i]
-        input_ids = labels = captions = None
+        input_ids = labels = captions = fed = None
         if self.stage == TEXT_STAGE:
             # draw only when mixing, so a lookup-only text stage keeps run v4's example stream
             if self.caption_qa_fraction and self.rng.random() < self.caption_qa_fraction:
@@ -548,6 +562,7 @@ class StageDataset(Dataset):
             (input_ids, labels), captions = content, [[] for _ in self.clip_caption_ids[video]]  # pool tokens only
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
+            fed = self._noised_inputs(captions) if self.caption_input_noise else None
         else:
             record, questions, captions = self.records[video], content, None
             if self.rename_fraction:  # the caption source first: only conversations on the ground truth are renamed
@@ -558,7 +573,16 @@ class StageDataset(Dataset):
             input_ids, labels = self._video_conversation(record, questions)
             if captions is None:
                 captions = self._drawn_captions(video)
-        return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions}
+        return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions,
+                "caption_input_ids": fed}
+
+    def _noised_inputs(self, captions: list[list[int]]) -> list[list[int]]:
+        """The expert's teacher-forced inputs for `captions` (stage 2): each token of `noise_token_ids` replaced,
+        with probability `caption_input_noise`, by another of them drawn uniformly."""
+        swappable = self.noise_token_ids
+        return [[self.rng.choice([other for other in swappable if other != token])
+                 if token in swappable and self.rng.random() < self.caption_input_noise else token
+                 for token in clip] for clip in captions]
 
     def longest_input(self, pool_tokens: int, placeholder_ids: tuple[int, ...], captions: bool = True
                       ) -> tuple[int, int]:
@@ -721,7 +745,8 @@ class LangDCCollator:
     """Batches stage items: right-padded `input_ids`/`labels`, the videos' frames concatenated as `pixel_values` (or
     their cached vision features as `image_features`), one `num_patches_list` entry (one tile per frame) and
     `data_flag=3` per sample, `caption_ids` flattened per clip (stage 2 with `caption_token_weights`: their
-    `caption_weights` too); text-stage items (no video) give the padded text only."""
+    `caption_weights` too; with the dataset's `caption_input_noise`: the noised `caption_input_ids`); text-stage
+    items (no video) give the padded text only."""
 
     pixels: torch.Tensor | None  # [N_videos, T, 3, S, S] float16; None for the text stage or with `features`
     pad_token_id: int
@@ -743,7 +768,11 @@ class LangDCCollator:
         }
         if items[0]["input_ids"] is not None:
             batch.update(pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id))
-        elif self.caption_token_weights:
-            weights = self.caption_token_weights
-            batch["caption_weights"] = [[weights.get(token, 1.0) for token in clip] for clip in batch["caption_ids"]]
+        else:
+            if self.caption_token_weights:
+                weights = self.caption_token_weights
+                batch["caption_weights"] = [[weights.get(token, 1.0) for token in clip]
+                                            for clip in batch["caption_ids"]]
+            if items[0].get("caption_input_ids") is not None:
+                batch["caption_input_ids"] = [clip for item in items for clip in item["caption_input_ids"]]
         return batch

@@ -23,6 +23,7 @@ import torch
 from transformers import TrainingArguments
 
 from synthvid import text_only_records
+from synthvid.spec import COLORS
 from synthvid.files import write_text_atomic
 from tools.build_checkpoint import build_config, build_model, build_processor, load_processor, save_checkpoint
 from tools.export_checkpoint import TIME_MODULE
@@ -148,19 +149,24 @@ def word_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def caption_token_weights(tokenizer, weights: dict[str, float]) -> dict[int, float]:
-    """Expert token id -> caption-loss weight of each word of `weights`, as captions write it (after a space).
+def caption_word_ids(tokenizer, words, option: str) -> list[int]:
+    """The expert token id of each of `words` as captions write it (after a space), for the command-line `option`.
 
     Raises:
-        ValueError: for a word that is not one token of the vocabulary (it could not be weighted alone).
+        ValueError: for a word that is not one token of the vocabulary (it could not be weighted or swapped alone).
     """
-    token_weights = {}
-    for word, weight in weights.items():
-        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"--caption-word-weights: {word!r} is {len(ids)} tokens, not one, in this vocabulary.")
-        token_weights[ids[0]] = weight
-    return token_weights
+    ids = []
+    for word in words:
+        word_ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        if len(word_ids) != 1:
+            raise ValueError(f"{option}: {word!r} is {len(word_ids)} tokens, not one, in this vocabulary.")
+        ids += word_ids
+    return ids
+
+
+def caption_token_weights(tokenizer, weights: dict[str, float]) -> dict[int, float]:
+    """Expert token id -> caption-loss weight of each word of `weights` (`caption_word_ids`; raises likewise)."""
+    return dict(zip(caption_word_ids(tokenizer, weights, "--caption-word-weights"), weights.values()))
 
 
 def main(argv=None) -> None:
@@ -246,6 +252,12 @@ def main(argv=None) -> None:
     parser.add_argument("--caption-word-weights", type=word_weights, default=None, metavar="WORD=W[,WORD=W...]",
                         help="stage 2: weigh these words' tokens in the expert's caption loss (others weigh 1), e.g. "
                              "left=5,right=5,up=5,down=5")
+    parser.add_argument("--caption-input-noise", type=float, default=0.0, metavar="P",
+                        help="stage 2: replace each --caption-noise-words token of the expert's teacher-forced "
+                             "caption inputs, with probability P, by another of them (targets unchanged), so that the "
+                             "shape after a colour is read from the clip (train.data.StageDataset)")
+    parser.add_argument("--caption-noise-words", type=comma_separated, default=tuple(COLORS), metavar="WORD[,WORD...]",
+                        help="the interchangeable words of --caption-input-noise (default: the synthvid colours)")
     parser.add_argument("--logging-steps", type=int, default=25)
     parser.add_argument("--save-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -271,6 +283,8 @@ def main(argv=None) -> None:
         parser.error(f"--moment-weight belongs to stage 0, got --stage {args.stage}")
     if args.caption_word_weights and args.stage != 2:
         parser.error(f"--caption-word-weights belongs to stage 2, got --stage {args.stage}")
+    if args.caption_input_noise and args.stage != 2:
+        parser.error(f"--caption-input-noise belongs to stage 2, got --stage {args.stage}")
     set_threads(args.threads)
     started = time.perf_counter()
 
@@ -317,7 +331,9 @@ def main(argv=None) -> None:
                                args.frame_prompt_fraction, model.config.num_frames, args.describe_fraction,
                                args.mvbench_prompt_fraction, args.clip_describe_fraction,
                                args.focus_tasks, args.rename_fraction, args.letter_binding_fraction,
-                               args.spaced_answers)
+                               args.spaced_answers, args.caption_input_noise,
+                               caption_word_ids(tokenizer, args.caption_noise_words, "--caption-noise-words")
+                               if args.caption_input_noise else ())
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
