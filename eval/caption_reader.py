@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.evaluate import accuracy, report_result
+from synthvid import HELD_OUT_PAIRS
 from synthvid.captions import EVENT_TEMPLATES, split_sentences
 from synthvid.questions import ACTION_VERBS, SIZE_ANSWERS, STAYS_STILL, TIME_PHRASES
 from synthvid.spec import APPEAR, CHANGE_COLOR, GROW, MOVE, SHRINK
@@ -155,10 +156,27 @@ def read_answer(reading: CaptionReading, question: dict) -> list[int]:
     return [i for i, option in enumerate(options) if option == answer]
 
 
+def held_out_pair_mentions(records: list[dict], captions: dict[str, list[str]]) -> dict:
+    """`{"in_truth", "written", "invented"}`: over the clips of `records` and the synthvid held-out pairs, how many
+    (clip, pair) ground-truth captions name, how many of those `captions` name too, and how many `captions` name
+    where the ground truth does not. A captioner that never learned a held-out pair writes a seen one instead."""
+    counts = {"in_truth": 0, "written": 0, "invented": 0}
+    for record in records:
+        for truth, written in zip(record["clip_captions"], captions[record["id"]]):
+            for pair in map(" ".join, HELD_OUT_PAIRS):
+                named = _LISTED.findall(truth) + [e.name for e in CaptionReading([truth]).events]
+                said = _LISTED.findall(written) + [e.name for e in CaptionReading([written]).events]
+                counts["in_truth"] += pair in named
+                counts["written"] += pair in named and pair in said
+                counts["invented"] += pair in said and pair not in named
+    return counts
+
+
 def read_split_answers(records: list[dict], captions: dict[str, list[str]] | None = None) -> dict:
     """`{"overall", "unseen", "per_task", "undetermined", "undetermined_per_task"}` of the symbolic reader over the
     questions of `records` (`train.data.read_split`), reading each video's ground-truth clip captions, or
-    `captions[video id]` when given (an expert's). Raises `ValueError` for a video missing from `captions`."""
+    `captions[video id]` when given (an expert's; then also `"held_out_pairs"`, `held_out_pair_mentions`). Raises
+    `ValueError` for a video missing from `captions`."""
     rows = []
     for record in records:
         if captions is not None and record["id"] not in captions:
@@ -171,11 +189,14 @@ def read_split_answers(records: list[dict], captions: dict[str, list[str]] | Non
     per_task = defaultdict(list)
     for row in rows:
         per_task[row["task"]].append(row)
-    return {"overall": accuracy(rows), "unseen": accuracy(r for r in rows if r["unseen"]),
-            "per_task": {task: accuracy(group) for task, group in sorted(per_task.items())},
-            "undetermined": accuracy(rows, "undetermined"),
-            "undetermined_per_task": {task: accuracy(group, "undetermined")
-                                      for task, group in sorted(per_task.items())}}
+    result = {"overall": accuracy(rows), "unseen": accuracy(r for r in rows if r["unseen"]),
+              "per_task": {task: accuracy(group) for task, group in sorted(per_task.items())},
+              "undetermined": accuracy(rows, "undetermined"),
+              "undetermined_per_task": {task: accuracy(group, "undetermined")
+                                        for task, group in sorted(per_task.items())}}
+    if captions is not None:
+        result["held_out_pairs"] = held_out_pair_mentions(records, captions)
+    return result
 
 
 def main(argv=None) -> None:

@@ -362,6 +362,42 @@ def test_stage_two_weighs_caption_words_when_asked(stages, micro_data, tmp_path)
              "--max-steps", "1", "--caption-word-weights", "left=2"])
 
 
+def test_stage_two_noises_the_experts_colour_inputs_and_keeps_its_targets(stages, micro_data, tmp_path):
+    from synthvid.spec import COLORS
+    from train.data import LangDCCollator, StageDataset, read_split
+    from train.run import caption_word_ids, main as run
+
+    tokenizer = AutoTokenizer.from_pretrained(stages[2])
+    words = [w for w in COLORS if len(tokenizer(" " + w, add_special_tokens=False).input_ids) == 1]
+    colours = caption_word_ids(tokenizer, words, "--caption-noise-words")
+    with pytest.raises(ValueError, match="--caption-noise-words: 'zzzqqq'"):
+        caption_word_ids(tokenizer, ["zzzqqq"], "--caption-noise-words")
+    records = read_split(micro_data, "train")
+    item = StageDataset(records, 2, tokenizer, "system", caption_input_noise=1.0, noise_token_ids=colours)[0]
+    pairs = [(fed, target) for fed_clip, clip in zip(item["caption_input_ids"], item["caption_ids"])
+             for fed, target in zip(fed_clip, clip)]
+    assert [len(clip) for clip in item["caption_input_ids"]] == [len(clip) for clip in item["caption_ids"]]
+    assert any(target in colours for _, target in pairs)
+    assert all(fed in colours and fed != target if target in colours else fed == target for fed, target in pairs)
+    assert StageDataset(records, 2, tokenizer, "system")[0]["caption_input_ids"] is None
+    batch = LangDCCollator(None, 0, torch.zeros(len(records), 4, 2, 3))([item, item])
+    assert batch["caption_input_ids"] == item["caption_input_ids"] * 2
+    for stage, ids in ((3, colours), (2, colours[:1])):
+        with pytest.raises(ValueError, match="caption_input_noise"):
+            StageDataset(records, stage, tokenizer, "system", caption_input_noise=0.5, noise_token_ids=ids)
+
+    common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
+              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
+    run([*common, "--stage", "2", "--init", str(stages[1]), "--output", str(tmp_path / "noised"), "--max-steps", "6",
+         "--freeze-vision-tower", "--cache-vision-features", "--caption-input-noise", "0.3",
+         "--caption-noise-words", ",".join(words)])
+    first, last = first_and_last_loss(tmp_path / "noised")
+    assert last < first
+    with pytest.raises(SystemExit):
+        run([*common, "--stage", "3", "--init", str(stages[2]), "--output", str(tmp_path / "bad"),
+             "--max-steps", "1", "--caption-input-noise", "0.3"])
+
+
 def test_word_loss_is_the_experts_cross_entropy_on_those_words(stages, micro_data, tmp_path):
     from eval.word_loss import main as word_loss_main, word_loss
     from train.data import clip_caption_ids, read_split
@@ -408,6 +444,31 @@ def test_pretrainer_checks_its_moment_targets(stages):
     with pytest.raises(ValueError, match="agree on"):
         FrameDataset(torch.zeros(1, 2, 3, 64, 64), torch.zeros(1, 2, patches, 6), torch.zeros(1, 2, patches, 4),
                      torch.zeros(1, 3, patches, 10))
+
+
+def test_shape_probe_labels_lone_objects_and_scores_seen_and_held_out_pairs_apart(stages, micro_data, tmp_path):
+    from eval.shape_probe import cell_labels, main as probe
+    from synthvid import SHAPES
+    from train.data import read_split
+
+    spec = {"width": 64, "height": 64, "fps": 8, "num_frames": 8, "background": "black", "objects": [
+        {"shape": "triangle", "color": "red", "size": 5, "position": [8, 8], "events": []},
+        {"shape": "circle", "color": "green", "size": 5, "position": [40, 40], "events": []},
+        {"shape": "square", "color": "blue", "size": 5, "position": [44, 44], "events": []}]}
+    # 2 x 2 grid of 32 px cells: the triangle is alone in cell 0, the circle and the square share cell 3
+    assert cell_labels([{"spec": spec}], grid=2, image_size=64, frames_per_clip=4) == [
+        (0, frame, 0, SHAPES.index("triangle"), True, "red") for frame in (0, 4)]
+    output = tmp_path / "shape_probe.json"
+    for extra in ([], ["--expert-tokens", "--train-colors", "green,purple"]):
+        colors = extra[-1].split(",") if extra else None
+        probe(["--model", str(stages[3]), "--data", str(micro_data), "--train-videos", "4", "--steps", "3",
+               "--threads", "2", "--output", str(output), *extra])
+        result = json.loads(output.read_text())
+        grid = result["grid"]
+        tested = [label for label in cell_labels(read_split(micro_data, "test"), grid, 64, 4)
+                  if colors is None or label[5] not in colors]
+        assert result["seen_pairs"]["objects"] + result["held_out_pairs"]["objects"] == len(tested)
+        assert result["expert_tokens"] is bool(extra)
 
 
 def test_motion_probe_labels_clips_with_one_visible_mover(stages, micro_data, tmp_path):
@@ -1343,7 +1404,8 @@ def test_letter_binding_scores_the_four_letters_after_the_named_options_text(sta
 def test_caption_reader_answers_every_question_from_the_ground_truth_captions(micro_data, tmp_path):
     """The synthvid captions determine every answer (the ceiling of an LLM reading them); a caption that writes a
     held-out pair as a seen one (the expert's error) loses the questions about that object."""
-    from eval.caption_reader import CaptionReading, main as reader, read_answer, read_split_answers
+    from eval.caption_reader import (CaptionReading, held_out_pair_mentions, main as reader, read_answer,
+                                     read_split_answers)
     from synthvid import TASKS
     from synthvid.dataset import text_only_records
     from train.data import read_split
@@ -1368,6 +1430,13 @@ def test_caption_reader_answers_every_question_from_the_ground_truth_captions(mi
     (tmp_path / "details.json").write_text(json.dumps(details))
     reader(["--data", str(micro_data), "--split", "test", "--details", str(tmp_path / "details.json"),
             "--output", str(tmp_path)])
-    assert json.loads((tmp_path / "caption_reader_test_expert.json").read_text())["overall"]["accuracy"] == 1.0
+    result = json.loads((tmp_path / "caption_reader_test_expert.json").read_text())
+    assert result["overall"]["accuracy"] == 1.0 and result["held_out_pairs"]["invented"] == 0
+    assert result["held_out_pairs"]["written"] == result["held_out_pairs"]["in_truth"]
+    record = {"id": "v", "clip_captions": captions}
+    # the circles of `seen_instead` are blue in clips 2 and 3: a held-out pair where the truth has a seen one
+    assert held_out_pair_mentions([record], {"v": seen_instead}) == {"in_truth": 2, "written": 0, "invented": 2}
+    swapped = [captions[1], captions[0], captions[3], captions[2]]
+    assert held_out_pair_mentions([record], {"v": swapped}) == {"in_truth": 2, "written": 2, "invented": 0}
     with pytest.raises(ValueError, match="no captions for video"):
         read_split_answers(read_split(micro_data, "test"), {})
