@@ -158,6 +158,14 @@ def train_probe(probe: nn.Module, train_x, train_y, test_x, test_y, steps: int, 
     return {"train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "final_loss": loss.item()}
 
 
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every probe takes: `--steps` (of `train_probe`), `--seed`, `--threads`, `--output` (JSON)."""
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=None, help="JSON file for the result")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -170,10 +178,7 @@ def main(argv=None) -> None:
     parser.add_argument("--reader", choices=["cells", "frames", "tubelets"], default="cells",
                         help="cells: the MLP probe (full batch); frames / tubelets: a transformer of the expert's size "
                              "reading one token per cell and frame / per cell (TokenReader, batches of 128)")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=None, help="JSON file for the result")
+    add_probe_arguments(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     started = time.perf_counter()

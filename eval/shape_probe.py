@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoProcessor
 
-from eval.motion_probe import train_probe
+from eval.motion_probe import add_probe_arguments, train_probe
 from synthvid import HELD_OUT_PAIRS, SHAPES, validate_spec
 from synthvid.files import write_text_atomic
 from synthvid.truth import object_states
@@ -85,10 +85,7 @@ def main(argv=None) -> None:
     parser.add_argument("--train-colors", type=comma_separated, default=(), metavar="COLOR[,COLOR...]",
                         help="train the probe on these colours' objects only and score it on the other colours' "
                              "(default: every colour for both)")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=None, help="JSON file for the result")
+    add_probe_arguments(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     started = time.perf_counter()
