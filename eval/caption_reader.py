@@ -64,7 +64,7 @@ class CaptionReading:
                 event = self._event(sentence, clip)
                 if event is not None:
                     self.events.append(event)
-                elif sentence.startswith("a ") and sentence != "an empty scene.":
+                elif sentence.startswith("a "):  # the object list ("an empty scene." lists none)
                     names += _LISTED.findall(sentence)
             self.listed.append(names)
 
