@@ -24,16 +24,11 @@ from pathlib import Path
 
 from eval.evaluate import accuracy, report_result
 from synthvid import HELD_OUT_PAIRS
-from synthvid.captions import EVENT_TEMPLATES, split_sentences
+from synthvid.captions import listed_names, parse_event, split_sentences
 from synthvid.questions import ACTION_VERBS, SIZE_ANSWERS, STAYS_STILL, TIME_PHRASES
 from synthvid.spec import APPEAR, CHANGE_COLOR, GROW, MOVE, SHRINK
 from synthvid.truth import STOP
 from train.data import read_split
-
-_EVENT_PATTERNS = {kind: re.compile(template.format(name=r"(?P<name>\w+ \w+)", direction=r"(?P<arg>\w+)",
-                                                    color=r"(?P<arg>\w+)") + r"\.")
-                   for kind, template in EVENT_TEMPLATES.items()}
-_LISTED = re.compile(r"\ban? (\w+ \w+)\b")
 
 
 @dataclass(frozen=True)
@@ -59,22 +54,10 @@ class CaptionReading:
         self.listed: list[list[str]] = []
         self.events: list[Event] = []
         for clip, caption in enumerate(captions):
-            names = []
-            for sentence in split_sentences(caption):
-                event = self._event(sentence, clip)
-                if event is not None:
-                    self.events.append(event)
-                elif sentence.startswith("a "):  # the object list ("an empty scene." lists none)
-                    names += _LISTED.findall(sentence)
-            self.listed.append(names)
-
-    @staticmethod
-    def _event(sentence: str, clip: int) -> Event | None:
-        for kind, pattern in _EVENT_PATTERNS.items():
-            match = pattern.fullmatch(sentence)
-            if match:
-                return Event(kind, match["name"], match.groupdict().get("arg"), clip, sentence[:-1])
-        return None
+            sentences = split_sentences(caption)
+            self.listed.append([name for sentence in sentences for name in listed_names(sentence)])
+            self.events += [Event(*event, clip, sentence[:-1]) for sentence in sentences
+                            if (event := parse_event(sentence)) is not None]
 
     def aliases(self, name: str) -> set[str]:
         """`name` and every name the object takes later by its colour changes (`the red circle turns blue` ->
@@ -89,12 +72,14 @@ class CaptionReading:
         names = self.aliases(name)
         return [e for e in self.events if e.name in names and (kinds is None or e.kind in kinds)]
 
+    def mentioned_names(self) -> set[str]:
+        """Every colour+shape name the captions write: in the object lists and as an event's subject."""
+        return {name for clip in self.listed for name in clip} | {e.name for e in self.events}
+
     def present_names(self) -> set[str]:
         """Every colour+shape name an object carries while visible: the object lists, appearances, colour changes."""
-        names = {name for clip in self.listed for name in clip}
-        names |= {e.name for e in self.events if e.kind == APPEAR}
-        names |= {f"{e.arg} {e.name.split()[1]}" for e in self.events if e.kind == CHANGE_COLOR}
-        return names
+        names = {name for clip in self.listed for name in clip} | {e.name for e in self.events if e.kind == APPEAR}
+        return names | {f"{e.arg} {e.name.split()[1]}" for e in self.events if e.kind == CHANGE_COLOR}
 
 
 def _subject(question: str, pattern: str) -> str:
@@ -163,9 +148,8 @@ def held_out_pair_mentions(records: list[dict], captions: dict[str, list[str]]) 
     counts = {"in_truth": 0, "written": 0, "invented": 0}
     for record in records:
         for truth, written in zip(record["clip_captions"], captions[record["id"]]):
+            named, said = CaptionReading([truth]).mentioned_names(), CaptionReading([written]).mentioned_names()
             for pair in map(" ".join, HELD_OUT_PAIRS):
-                named = _LISTED.findall(truth) + [e.name for e in CaptionReading([truth]).events]
-                said = _LISTED.findall(written) + [e.name for e in CaptionReading([written]).events]
                 counts["in_truth"] += pair in named
                 counts["written"] += pair in named and pair in said
                 counts["invented"] += pair in said and pair not in named

@@ -70,8 +70,8 @@ def cell_features(model, pixels: torch.Tensor, labels, grid: int, expert_tokens:
         return torch.stack([pooled[video, frame, cell] for video, frame, cell, *_ in labels])
     frames = model.config.frames_per_clip if model.config.expert_token_layout == "tubelets" else 1
     with torch.no_grad():
-        return torch.stack([model.expert_projector(pooled[video, frame : frame + frames, cell].flatten())
-                            for video, frame, cell, *_ in labels])
+        return model.expert_projector(torch.stack([pooled[video, frame : frame + frames, cell].flatten()
+                                                   for video, frame, cell, *_ in labels]))
 
 
 def main(argv=None) -> None:
@@ -97,15 +97,15 @@ def main(argv=None) -> None:
     for split, limit in (("train", args.train_videos), ("test", None)):
         records = read_split(args.data, split)[:limit]
         labels = cell_labels(records, grid, size, config.frames_per_clip)
-        pixels = load_pixel_cache(args.data, split, processor, config.num_frames)[: len(records)]
         if args.train_colors:  # probe colours for training, the others for the test
             labels = [label for label in labels if (label[5] in args.train_colors) == (split == "train")]
         if not labels:
             parser.error(f"no object of the {split} split sits alone in a cell (with --train-colors: of its colours)")
+        if split == "train" and any(label[4] for label in labels):
+            parser.error("the training split shows a held-out pair: the probe would not test generalisation")
+        pixels = load_pixel_cache(args.data, split, processor, config.num_frames)[: len(records)]
         data[split] = (cell_features(model, pixels, labels, grid, args.expert_tokens),
                        torch.tensor([label[3] for label in labels]), torch.tensor([label[4] for label in labels]))
-    if data["train"][2].any():
-        parser.error("the training split shows a held-out pair: the probe would not test generalisation")
     torch.manual_seed(args.seed)
     dim = data["train"][0].shape[-1]
     probe = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 256), nn.GELU(), nn.Linear(256, len(SHAPES)))

@@ -42,7 +42,8 @@ _LISTED_OBJECT = re.compile(r"\ba (\w+) (\w+)\b")
 
 __all__ = [
     "EMPTY_SCENE", "EVENT_TEMPLATES", "event_text", "list_objects", "clip_caption",
-    "clip_captions", "video_caption", "split_sentences", "sentence_kind", "caption_event_count", "clip_event_counts",
+    "clip_captions", "video_caption", "split_sentences", "sentence_kind", "parse_event", "listed_names",
+    "caption_event_count", "clip_event_counts",
 ]
 
 
@@ -119,9 +120,27 @@ def video_caption(captions: list[str]) -> str:
 
 
 _SENTENCE_PATTERNS = {
-    kind: re.compile(template.format(name=r"\w+ \w+", direction=r"\w+", color=r"\w+") + r"\.")
+    kind: re.compile(template.format(name=r"(?P<name>\w+ \w+)", direction=r"(?P<arg>\w+)", color=r"(?P<arg>\w+)")
+                     + r"\.")
     for kind, template in EVENT_TEMPLATES.items()
 }
+
+
+def parse_event(sentence: str) -> tuple[str, str, str | None] | None:
+    """`(kind, name, direction or new colour)` of an event sentence (`event_text`'s inverse: `"the red circle moves
+    left."` -> `("move", "red circle", "left")`; the third item is None for the other kinds), or None for a sentence
+    no event template makes."""
+    for kind, pattern in _SENTENCE_PATTERNS.items():
+        match = pattern.fullmatch(sentence)
+        if match:
+            return kind, match["name"], match.groupdict().get("arg")
+    return None
+
+
+def listed_names(sentence: str) -> list[str]:
+    """The colour+shape names of an object-list sentence in order (`list_objects`'s inverse); `[]` for any other
+    sentence."""
+    return [" ".join(pair) for pair in _LISTED_OBJECT.findall(sentence)] if _is_object_list(sentence) else []
 
 
 def sentence_kind(sentence: str) -> str:
@@ -131,7 +150,8 @@ def sentence_kind(sentence: str) -> str:
         return "empty"
     if _is_object_list(sentence):
         return "objects"
-    return next((kind for kind, pattern in _SENTENCE_PATTERNS.items() if pattern.fullmatch(sentence)), "other")
+    event = parse_event(sentence)
+    return event[0] if event else "other"
 
 
 def caption_event_count(caption: str) -> int:

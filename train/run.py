@@ -23,8 +23,8 @@ import torch
 from transformers import TrainingArguments
 
 from synthvid import text_only_records
-from synthvid.spec import COLORS
 from synthvid.files import write_text_atomic
+from synthvid.spec import COLORS
 from tools.build_checkpoint import build_config, build_model, build_processor, load_processor, save_checkpoint
 from tools.export_checkpoint import TIME_MODULE
 from tools.remote_code import import_remote
