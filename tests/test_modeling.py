@@ -526,6 +526,22 @@ def test_with_expert_of_takes_the_donors_expert_beside_the_llm_side(make_model):
         with_expert_of(base, deepen(donor, "expert", 4))
 
 
+def test_with_vision_tower_of_takes_only_the_donors_tower(make_model, checkpoint_dir, tmp_path):
+    from tools.export_checkpoint import export, with_vision_tower_of
+
+    base, donor = make_model(seed=0), make_model(seed=1)
+    merged = with_vision_tower_of(base, donor)
+    for name, value in merged.state_dict().items():
+        source = donor if name.startswith("vision_model.") else base
+        torch.testing.assert_close(value, source.state_dict()[name], rtol=0, atol=0)
+    pixels = video_pixels(2)
+    torch.testing.assert_close(merged.get_image_features(pixels), donor.get_image_features(pixels))
+    assert next(merged.vision_model.parameters()).data_ptr() != next(donor.vision_model.parameters()).data_ptr()
+    with pytest.raises(ValueError, match=r"vision configs differ in \['num_hidden_layers'\]"):
+        with_vision_tower_of(base, make_model(vision_config={"num_hidden_layers": 3}))
+    export(checkpoint_dir, tmp_path / "out", dtype=torch.float32, vision_from=checkpoint_dir)  # the same tower
+
+
 def test_deepen_llm_adds_identity_layers_on_top(make_model):
     from tools.export_checkpoint import deepen
 

@@ -398,6 +398,47 @@ def test_stage_two_noises_the_experts_colour_inputs_and_keeps_its_targets(stages
              "--max-steps", "1", "--caption-input-noise", "0.3"])
 
 
+def test_stage_two_reads_recoloured_videos_without_their_colour_words(stages, micro_data, tmp_path):
+    from train.data import LangDCCollator, StageDataset, read_split
+    from train.run import colour_token_ids, main as run
+
+    tokenizer = AutoTokenizer.from_pretrained(stages[2])
+    masked = colour_token_ids(tokenizer)
+    records = read_split(micro_data, "train")
+    dataset = StageDataset(records, 2, tokenizer, "system", recolor_fraction=0.5)
+    items = [dataset[i % len(records)] for i in range(40)]
+    assert {item["recolored"] for item in items} == {True, False}  # drawn at each read
+    assert not any(item["recolored"] for item in StageDataset(records, 2, tokenizer, "system"))
+    with pytest.raises(ValueError, match="recolor_fraction"):
+        StageDataset(records, 3, tokenizer, "system", recolor_fraction=0.5)
+
+    features, recolored = torch.zeros(len(records), 4, 2, 3), torch.ones(len(records), 4, 2, 3)
+    plain = next(item for item in items if not item["recolored"])
+    painted = next(item for item in items if item["recolored"])
+    batch = LangDCCollator(None, 0, features, None, recolored, masked)([plain, painted])
+    frames = features.shape[1]
+    assert torch.equal(batch["image_features"][:frames], features[plain["video"]])
+    assert torch.equal(batch["image_features"][frames:], recolored[painted["video"]])
+    clips = len(plain["caption_ids"])
+    assert batch["caption_weights"][:clips] == [[1.0] * len(clip) for clip in plain["caption_ids"]]
+    assert batch["caption_weights"][clips:] == [[0.0 if t in masked else 1.0 for t in clip]
+                                                for clip in painted["caption_ids"]]
+    assert 0.0 in sum(batch["caption_weights"][clips:], [])  # a caption names a colour
+    with pytest.raises(ValueError, match="recolored_features"):
+        LangDCCollator(None, 0, features)([painted])
+
+    common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
+              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
+    run([*common, "--stage", "2", "--init", str(stages[1]), "--output", str(tmp_path / "recolored"),
+         "--max-steps", "6", "--freeze-vision-tower", "--cache-vision-features", "--recolor-fraction", "0.5"])
+    first, last = first_and_last_loss(tmp_path / "recolored")
+    assert last < first
+    for bad in (["--stage", "2", "--freeze-vision-tower"], ["--stage", "3", "--cache-vision-features"]):
+        with pytest.raises(SystemExit):
+            run([*common, *bad, "--init", str(stages[2]), "--output", str(tmp_path / "bad"), "--max-steps", "1",
+                 "--recolor-fraction", "0.5"])
+
+
 def test_word_loss_is_the_experts_cross_entropy_on_those_words(stages, micro_data, tmp_path):
     from eval.word_loss import main as word_loss_main, word_loss
     from train.data import clip_caption_ids, read_split
@@ -444,6 +485,103 @@ def test_pretrainer_checks_its_moment_targets(stages):
     with pytest.raises(ValueError, match="agree on"):
         FrameDataset(torch.zeros(1, 2, 3, 64, 64), torch.zeros(1, 2, patches, 6), torch.zeros(1, 2, patches, 4),
                      torch.zeros(1, 3, patches, 10))
+
+
+def test_novel_colors_stay_clear_of_every_named_colour_and_background():
+    from synthvid import BACKGROUNDS, COLORS
+    from train.vision import NOVEL_COLOR_MIN_DISTANCE, novel_colors
+
+    colors = novel_colors(300, torch.Generator().manual_seed(0))
+    reserved = torch.tensor([*COLORS.values(), *BACKGROUNDS.values()], dtype=torch.float32)
+    assert colors.shape == (300, 3) and colors.min() >= 0 and colors.max() <= 255
+    assert torch.cdist(colors, reserved).min() >= NOVEL_COLOR_MIN_DISTANCE
+    assert torch.equal(colors, novel_colors(300, torch.Generator().manual_seed(0)))
+    assert colors.std(0).min() > 30  # spread over the cube, not one corner
+    with pytest.raises(ValueError, match="min_distance"):
+        novel_colors(1, torch.Generator().manual_seed(0), min_distance=400.0)
+
+
+def test_object_recolor_repaints_only_the_objects_of_the_chosen_frames():
+    from synthvid import COLORS
+    from train.vision import FrameDataset, ObjectRecolor
+
+    mean, std = [0.5, 0.4, 0.3], [0.5, 0.25, 0.2]
+    color_maps = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    color_maps[..., 2:5, 2:5] = 1 + list(COLORS).index("red")
+    color_maps[..., 6:, 6:] = 1 + list(COLORS).index("blue")
+    rgb = torch.full((2, 3, 8, 8, 3), 128.0)  # a gray background
+    for name in ("red", "blue"):
+        rgb[color_maps == 1 + list(COLORS).index(name)] = torch.tensor(COLORS[name], dtype=torch.float32)
+    pixels = ((rgb / 255 - torch.tensor(mean)) / torch.tensor(std)).permute(0, 1, 4, 2, 3)  # [N, T, 3, H, W]
+    frames, frame_maps = pixels.flatten(0, 1), color_maps.flatten(0, 1)
+
+    recolor = ObjectRecolor(frame_maps, 1.0, mean, std, seed=1)
+    out, recoloured = recolor(4, frames[4])
+    assert recoloured and len(recolor) == 6
+    back = (out.permute(1, 2, 0) * torch.tensor(std) + torch.tensor(mean)) * 255  # [H, W, 3] RGB
+    background = frame_maps[4] == 0
+    assert torch.allclose(back[background], torch.tensor(128.0), atol=1e-3)
+    red = back[frame_maps[4] == 1 + list(COLORS).index("red")]
+    assert torch.allclose(red, red[:1].expand_as(red), atol=1e-3)  # one novel colour per named colour
+    assert (red[0] - torch.tensor(COLORS["red"], dtype=torch.float32)).norm() >= 80
+    assert torch.equal(out, recolor(4, frames[4])[0])  # the draw depends on the seed and the frame only
+    assert not torch.equal(out, ObjectRecolor(frame_maps, 1.0, mean, std, seed=2)(4, frames[4])[0])
+    video, _ = ObjectRecolor(color_maps, 1.0, mean, std)(1, pixels[1])  # a video item: one draw for its frames
+    video_red = video.movedim(-3, -1)[color_maps[1] == 1 + list(COLORS).index("red")]
+    assert torch.allclose(video_red, video_red[:1].expand_as(video_red), atol=1e-5)
+    kept, recoloured = ObjectRecolor(frame_maps, 0.0, mean, std)(4, frames[4])
+    assert not recoloured and torch.equal(kept, frames[4])
+    with pytest.raises(ValueError, match="fraction"):
+        ObjectRecolor(frame_maps, 1.5, mean, std)
+
+    colors, shapes = torch.rand(2, 3, 4, 6), torch.rand(2, 3, 4, 4)
+    dataset = FrameDataset(pixels, colors, shapes, recolor=ObjectRecolor(frame_maps, 0.5, mean, std))
+    weights = [float(dataset[i]["color_weight"]) for i in range(6)]
+    assert set(weights) == {0.0, 1.0}  # drawn per frame
+    assert all(torch.equal(dataset[i]["pixel_values"], frames[i]) == (weights[i] == 1.0) for i in range(6))
+    assert all(float(dataset[i]["shape_weight"]) == 1.0 for i in range(6))
+    novel_only = FrameDataset(pixels, colors, shapes,
+                              recolor=ObjectRecolor(frame_maps, 0.5, mean, std, named_shape_weight=0.0))
+    assert [float(novel_only[i]["shape_weight"]) for i in range(6)] == [1.0 - w for w in weights]
+    with pytest.raises(ValueError, match="named_shape_weight"):
+        ObjectRecolor(frame_maps, 0.5, mean, std, named_shape_weight=2.0)
+    with pytest.raises(ValueError, match="covers"):
+        FrameDataset(pixels[:1], colors[:1], shapes[:1], recolor=recolor)
+
+
+def test_recoloured_frames_train_the_shape_head_only(stages, micro_data, tmp_path):
+    from train.run import main as run
+    from train.vision import PatchAttributePretrainer
+
+    model = _load(stages[0])
+    pretrainer = PatchAttributePretrainer(model, moment_weight=1.0)
+    patches = model.config.patches_per_tile
+    torch.manual_seed(0)
+    pixels, shapes = torch.randn(2, 3, 64, 64), torch.rand(2, patches, 4).softmax(-1)
+    colors, moments = torch.rand(2, patches, 6).softmax(-1), torch.rand(2, patches, 10)
+    weight = torch.tensor([1.0, 0.0])  # the second frame is a recoloured one
+    other_colors, other_moments, other_shapes = colors.clone(), moments.clone(), shapes.clone()
+    other_colors[1], other_moments[1], other_shapes[1] = colors[1].flip(-1), moments[1] + 1, shapes[1].flip(-1)
+    with torch.no_grad():
+        loss = pretrainer(pixels, colors, shapes, moments, color_weight=weight)["loss"]
+        assert torch.isclose(loss, pretrainer(pixels, other_colors, shapes, other_moments, color_weight=weight)["loss"])
+        assert not torch.isclose(loss, pretrainer(pixels, colors, other_shapes, moments, color_weight=weight)["loss"])
+        assert not torch.isclose(loss, pretrainer(pixels, other_colors, shapes, other_moments)["loss"])
+        shape_weight = torch.tensor([0.0, 1.0])  # the first frame's shape term does not count
+        other_shapes[0], other_shapes[1] = shapes[0].flip(-1), shapes[1]
+        assert torch.isclose(pretrainer(pixels, colors, shapes, moments, shape_weight=shape_weight)["loss"],
+                             pretrainer(pixels, colors, other_shapes, moments, shape_weight=shape_weight)["loss"])
+
+    output = tmp_path / "recolor"
+    run(["--data", str(micro_data), "--stage", "0", "--init", str(stages[0]), "--output", str(output),
+         "--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--recolor-fraction", "0.5",
+         "--named-shape-weight", "0.5", "--threads", "2"])
+    assert len([e for e in json.loads((output / "train_log.json").read_text())["log_history"] if "loss" in e]) == 3
+    assert any((micro_data / "cache").glob("train-*-color-maps-*px.pt"))
+    for bad in (["--stage", "1", "--recolor-fraction", "0.5"], ["--stage", "0", "--recolor-fraction", "2"],
+                ["--stage", "0", "--named-shape-weight", "0"]):
+        with pytest.raises(SystemExit):
+            run(["--data", str(micro_data), "--init", str(stages[0]), "--output", str(tmp_path / "never"), *bad])
 
 
 def test_shape_probe_labels_lone_objects_and_scores_seen_and_held_out_pairs_apart(stages, micro_data, tmp_path):

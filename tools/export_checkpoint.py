@@ -14,7 +14,9 @@ source does until they are trained;
 (`LangDCConfig.expert_token_layout`; its captions change until stage 2 retrains it); `--expert-from CKPT` puts
 CKPT's expert and expert projector beside SOURCE's LLM side (same vision tower; `with_expert_of`, run v37);
 `--llm-config SPEC` gives SOURCE's vision tower and expert a new, randomly initialised LLM side of SPEC's
-`text_config` (`with_new_llm`, run v44: a wider LLM trained from scratch on a trained expert).
+`text_config` (`with_new_llm`, run v44: a wider LLM trained from scratch on a trained expert); `--vision-from CKPT`
+puts CKPT's vision tower under SOURCE's expert and LLM side (`with_vision_tower_of`, run v58; the projectors that
+read it need retraining).
 """
 
 import argparse
@@ -99,6 +101,25 @@ EXPERT_SIDE = ("expert", "expert_projector")  # what stage 2 trains besides the 
 LLM_SIDE_CONFIG = ("text_config", "clip_time_frequencies", "pool_grid", "video_pool_grid", "pool_projector_type",
                    "video_pool_projector_type", "caption_projector_type", "block_layout", "system_message", "dtype",
                    "transformers_version")
+
+
+def with_vision_tower_of(model, donor):
+    """`model` with `donor`'s vision tower (`vision_model`) in place of its own: a tower pretrained anew in stage 0
+    (e.g. with `--recolor-fraction`, run v58) under a trained expert and LLM. The projectors that read the tower
+    (`expert_projector`, `pool_projector`) were trained on the old tower's features: stages 2 and 3 (or 1) must
+    retrain them before the model answers as before.
+
+    Raises:
+        ValueError: if the two vision configs differ (named).
+    """
+    ours, theirs = model.config.vision_config.to_dict(), donor.config.vision_config.to_dict()
+    differ = sorted(key for key in ours.keys() | theirs.keys()
+                    if key not in ("dtype", "transformers_version") and ours.get(key) != theirs.get(key))
+    if differ:
+        raise ValueError(f"the donor's vision tower does not fit `model`: their vision configs differ in {differ}.")
+    merged = copy.deepcopy(model)
+    merged.vision_model.load_state_dict(donor.vision_model.state_dict())
+    return merged.eval()
 
 
 def with_expert_of(model, donor):
@@ -275,13 +296,15 @@ def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool
            use_expert: bool = True, clip_time_frequencies: int | None = None,
            expert_token_layout: str | None = None, expert_layers: int | None = None,
            llm_layers: int | None = None, expert_from: Path | None = None,
-           llm_config: Path | None = None, llm_width_factor: int | None = None) -> list[str]:
+           llm_config: Path | None = None, llm_width_factor: int | None = None,
+           vision_from: Path | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
     `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` / `llm_layers`
     deepen its expert / LLM (`deepen`), then `llm_width_factor` widens its LLM side (`widen`); before all of them,
-    `expert_from` replaces its expert with that checkpoint's (`with_expert_of`), and `llm_config` (a JSON config
-    spec) its LLM side with a new one of the spec's `text_config` (`with_new_llm`).
+    `expert_from` replaces its expert with that checkpoint's (`with_expert_of`), `llm_config` (a JSON config
+    spec) its LLM side with a new one of the spec's `text_config` (`with_new_llm`), and `vision_from` its vision
+    tower with that checkpoint's (`with_vision_tower_of`).
 
     Raises:
         ValueError: if `llm_config` has no `text_config` dict, or from the steps above.
@@ -296,6 +319,9 @@ def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool
         if not isinstance(spec, dict) or not isinstance(spec.get("text_config"), dict):
             raise ValueError(f"`llm_config` {llm_config} has no `text_config` object.")
         model = with_new_llm(model, spec["text_config"])
+    if vision_from is not None:
+        donor = modeling.LangDCForConditionalGeneration.from_pretrained(vision_from, dtype=dtype).eval()
+        model = with_vision_tower_of(model, donor)
     changes = (pool_grid, clip_time_frequencies, expert_token_layout)
     if not use_expert or any(change is not None for change in changes):
         model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_token_layout)
@@ -334,10 +360,13 @@ def main(argv=None) -> None:
     parser.add_argument("--llm-config", type=Path, default=None,
                         help="a config spec (.json) whose text_config replaces SOURCE's LLM side with a new, "
                              "randomly initialised one (with_new_llm)")
+    parser.add_argument("--vision-from", type=Path, default=None,
+                        help="take the vision tower of this checkpoint (same vision config; with_vision_tower_of): "
+                             "the projectors reading it need retraining")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
                    args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers,
-                   args.expert_from, args.llm_config, args.llm_width_factor)
+                   args.expert_from, args.llm_config, args.llm_width_factor, args.vision_from)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
@@ -347,7 +376,8 @@ def main(argv=None) -> None:
                     f", LLM layers {args.llm_layers}" if args.llm_layers else "",
                     f", LLM {args.llm_width_factor}x as wide" if args.llm_width_factor else "",
                     f", expert from {args.expert_from}" if args.expert_from else "",
-                    f", new LLM side of {args.llm_config}" if args.llm_config else ""])
+                    f", new LLM side of {args.llm_config}" if args.llm_config else "",
+                    f", vision tower from {args.vision_from}" if args.vision_from else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 

@@ -117,14 +117,19 @@ def load_pixel_cache(data_dir: Path, split: str, processor, num_frames: int, wor
 
 
 @torch.no_grad()
-def encode_videos(model, pixels: torch.Tensor, batch_videos: int = 32) -> torch.Tensor:
+def encode_videos(model, pixels: torch.Tensor, batch_videos: int = 32, recolor=None) -> torch.Tensor:
     """`[N_videos, T, P, D_v]` float16 vision-tower features (`get_image_features`) of the `[N_videos, T, 3, S, S]`
     pixel cache: a stage that keeps the tower frozen encodes each video once instead of at every step, and feeds
-    them as `image_features` (README "Training": `--cache-vision-features`). The tower is put in eval mode."""
+    them as `image_features` (README "Training": `--cache-vision-features`). With `recolor` (a video-level
+    `train.vision.ObjectRecolor`), video `i` is encoded as `recolor(i, pixels[i])` paints it. The tower is put in
+    eval mode."""
     model.vision_model.eval()
     chunks = []
-    for start in tqdm(range(0, len(pixels), batch_videos), desc="encoding videos with the frozen vision tower"):
+    desc = "encoding " + ("recoloured " if recolor is not None else "") + "videos with the frozen vision tower"
+    for start in tqdm(range(0, len(pixels), batch_videos), desc=desc):
         chunk = pixels[start : start + batch_videos]
+        if recolor is not None:
+            chunk = torch.stack([recolor(start + i, video)[0] for i, video in enumerate(chunk)])
         features = model.get_image_features(chunk.flatten(0, 1).float().to(model.device))
         chunks.append(features.to("cpu", torch.float16).unflatten(0, chunk.shape[:2]))
     return torch.cat(chunks)
@@ -432,6 +437,10 @@ class StageDataset(Dataset):
             the ground truth (items get `caption_input_ids`; the model's `expert_caption_loss`): with the colour
             words, the shape after a colour must be read from the clip, not from the colour word (run v57).
         noise_token_ids: the interchangeable token ids of `caption_input_noise` (the colour words); at least two.
+        recolor_fraction: stage 2: share of the items marked `recolored`, drawn each time an item is read: the
+            collator gives them the video's features with its objects in novel colours and no loss on the colour
+            words (`LangDCCollator.recolored_features`), so the shape words are learnt where colour cannot predict
+            them (run v60).
 
     Raises:
         ValueError: for stage 0 or an unknown stage, a fraction outside [0, 1], `caption_qa_fraction` > 0
@@ -439,7 +448,8 @@ class StageDataset(Dataset):
             `mvbench_prompt_fraction`, `clip_describe_fraction`, `rename_fraction` or `letter_binding_fraction` > 0,
             or `spaced_answers`, outside stage 3 (or the
             first without `num_frames`), `caption_input_noise` > 0 outside stage 2 or with fewer than two
-            `noise_token_ids`, `focus_tasks` outside stage 3 and the text stage or naming an unknown
+            `noise_token_ids`, `recolor_fraction` > 0 outside stage 2, `focus_tasks` outside stage 3 and the text
+            stage or naming an unknown
             task, or `generated_captions` as `set_generated_captions` raises.
     """
 
@@ -451,7 +461,8 @@ class StageDataset(Dataset):
                  mvbench_prompt_fraction: float = 0.0, clip_describe_fraction: float = 0.0,
                  focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0,
                  letter_binding_fraction: float = 0.0, spaced_answers: bool = False,
-                 caption_input_noise: float = 0.0, noise_token_ids: tuple[int, ...] = ()):
+                 caption_input_noise: float = 0.0, noise_token_ids: tuple[int, ...] = (),
+                 recolor_fraction: float = 0.0):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
@@ -460,7 +471,7 @@ class StageDataset(Dataset):
                             ("mvbench_prompt_fraction", mvbench_prompt_fraction),
                             ("clip_describe_fraction", clip_describe_fraction), ("rename_fraction", rename_fraction),
                             ("letter_binding_fraction", letter_binding_fraction),
-                            ("caption_input_noise", caption_input_noise)):
+                            ("caption_input_noise", caption_input_noise), ("recolor_fraction", recolor_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
         if caption_qa_fraction > 0 and (stage != TEXT_STAGE or video_token_id is None):
@@ -471,6 +482,8 @@ class StageDataset(Dataset):
             raise ValueError("`frame_prompt_fraction`, `describe_fraction`, `mvbench_prompt_fraction`, "
                              "`clip_describe_fraction`, `rename_fraction`, `letter_binding_fraction` and "
                              "`spaced_answers` belong to stage 3.")
+        if recolor_fraction > 0 and stage != 2:
+            raise ValueError(f"`recolor_fraction` > 0 belongs to stage 2, got stage {stage!r}.")
         if caption_input_noise > 0 and (stage != 2 or len(set(noise_token_ids)) < 2):
             raise ValueError(f"`caption_input_noise` > 0 belongs to stage 2 and needs at least two distinct "
                              f"`noise_token_ids`, got stage {stage!r} and {tuple(noise_token_ids)}.")
@@ -499,6 +512,7 @@ class StageDataset(Dataset):
         self.letter_binding_fraction = letter_binding_fraction
         self.spaced_answers = spaced_answers
         self.caption_input_noise = caption_input_noise
+        self.recolor_fraction = recolor_fraction
         self.noise_token_ids = tuple(sorted(set(noise_token_ids)))
         self.nonce_words = nonce_words(tokenizer) if rename_fraction > 0 else []
         # the most tokens a nonce word takes (after its space token), for the context bound
@@ -549,6 +563,7 @@ class StageDataset(Dataset):
         self._reseed_in_worker()
         video, content = self.items[i]
         input_ids = labels = captions = fed = None
+        recolored = False
         if self.stage == TEXT_STAGE:
             # draw only when mixing, so a lookup-only text stage keeps run v4's example stream
             if self.caption_qa_fraction and self.rng.random() < self.caption_qa_fraction:
@@ -563,6 +578,7 @@ class StageDataset(Dataset):
         elif self.stage == 2:
             captions = self.clip_caption_ids[video]
             fed = self._noised_inputs(captions) if self.caption_input_noise else None
+            recolored = bool(self.recolor_fraction) and self.rng.random() < self.recolor_fraction
         else:
             record, questions, captions = self.records[video], content, None
             if self.rename_fraction:  # the caption source first: only conversations on the ground truth are renamed
@@ -574,7 +590,7 @@ class StageDataset(Dataset):
             if captions is None:
                 captions = self._drawn_captions(video)
         return {"video": video, "input_ids": input_ids, "labels": labels, "caption_ids": captions,
-                "caption_input_ids": fed}
+                "caption_input_ids": fed, "recolored": recolored}
 
     def _noised_inputs(self, captions: list[list[int]]) -> list[list[int]]:
         """The expert's teacher-forced inputs for `captions` (stage 2): each token of `noise_token_ids` replaced,
@@ -754,14 +770,22 @@ class LangDCCollator:
     # stage 2: caption-loss weight per expert token id (others weigh 1), sent as `caption_weights`
     # (`--caption-word-weights`)
     caption_token_weights: dict[int, float] | None = None
+    # stage 2 with `recolor_fraction`: the features of every video with its objects in novel colours, used for the
+    # items marked `recolored`, whose tokens of `recolored_masked_ids` (the colour words) then weigh 0
+    recolored_features: torch.Tensor | None = None
+    recolored_masked_ids: frozenset[int] = frozenset()
 
     def __call__(self, items: list[dict]) -> dict:
         if items[0]["video"] is None:  # text stage: no media
             return pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id)
         media, key = (self.pixels, "pixel_values") if self.features is None else (self.features, "image_features")
+        recolored = [bool(item.get("recolored")) for item in items]
+        if any(recolored) and (self.recolored_features is None or self.features is None):
+            raise ValueError("Items marked `recolored` need the collator's `recolored_features` and `features`.")
         frames = media.shape[1]
         batch = {
-            key: torch.cat([media[item["video"]] for item in items]).float(),
+            key: torch.cat([(self.recolored_features if marked else media)[item["video"]]
+                            for item, marked in zip(items, recolored)]).float(),
             "num_patches_list": [[1] * frames for _ in items],
             "data_flag": [3] * len(items),
             "caption_ids": [clip for item in items for clip in item["caption_ids"]],
@@ -769,10 +793,12 @@ class LangDCCollator:
         if items[0]["input_ids"] is not None:
             batch.update(pad_chat_batch([(item["input_ids"], item["labels"]) for item in items], self.pad_token_id))
         else:
-            if self.caption_token_weights:
-                weights = self.caption_token_weights
-                batch["caption_weights"] = [[weights.get(token, 1.0) for token in clip]
-                                            for clip in batch["caption_ids"]]
+            if self.caption_token_weights or any(recolored):
+                weights = self.caption_token_weights or {}
+                batch["caption_weights"] = [
+                    [0.0 if marked and token in self.recolored_masked_ids else weights.get(token, 1.0)
+                     for token in clip]
+                    for item, marked in zip(items, recolored) for clip in item["caption_ids"]]
             if items[0].get("caption_input_ids") is not None:
                 batch["caption_input_ids"] = [clip for item in items for clip in item["caption_input_ids"]]
         return batch

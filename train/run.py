@@ -34,8 +34,8 @@ from train.data import (DESCRIBE_PROMPT, LOOKUP_PROMPT, MC_SUFFIX, OPEN_SUFFIX, 
 from train.stages import (COLLAPSED_WORD_GROUPS, LangDCTrainer, WallClockLimit, align_caption_projector,
                           count_trainable, freeze_for_stage, set_threads, spread_expert_embeddings,
                           untie_expert_embeddings)
-from train.vision import (FrameDataset, PatchAttributePretrainer, collate_frames, load_attribute_cache,
-                          load_moment_cache)
+from train.vision import (FrameDataset, ObjectRecolor, PatchAttributePretrainer, collate_frames, load_attribute_cache,
+                          load_color_map_cache, load_moment_cache)
 
 CAPTION_BATCH_VIDEOS = 32
 
@@ -149,6 +149,21 @@ def word_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def _video_recolor(args, records: list[dict], processor, model) -> ObjectRecolor:
+    """Stage 2's `--recolor-fraction`: every training video with its objects in novel colours (one draw per video,
+    `train.vision.ObjectRecolor`); the dataset picks which reads use them."""
+    image_processor = processor.image_processor
+    color_maps = load_color_map_cache(args.data, "train", records, model.config.vision_config.image_size, args.workers)
+    return ObjectRecolor(color_maps, 1.0, image_processor.image_mean, image_processor.image_std, args.seed)
+
+
+def colour_token_ids(tokenizer) -> frozenset[int]:
+    """Every expert token of the synthvid colour words as captions write them (after a space): the words a
+    recoloured video cannot tell (stage 2's `--recolor-fraction`). A small vocabulary may split a colour word; its
+    pieces are then all masked."""
+    return frozenset(t for word in COLORS for t in tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+
+
 def caption_word_ids(tokenizer, words, option: str) -> list[int]:
     """The expert token id of each of `words` as captions write it (after a space), for the command-line `option`.
 
@@ -249,6 +264,14 @@ def main(argv=None) -> None:
     parser.add_argument("--moment-weight", type=float, default=0.0,
                         help="stage 0: weight of the per-patch colour-moment regression (train.vision.patch_moments) "
                              "about the centres of the expert's pooled cells; 0 = colour and shape fractions only")
+    parser.add_argument("--recolor-fraction", type=float, default=0.0, metavar="P",
+                        help="stage 0: share of the frames whose objects are painted in novel colours, far from every "
+                             "named one (train.vision.ObjectRecolor), for the shape head only; stage 2 (with "
+                             "--cache-vision-features): share of the examples whose video is read so painted, with no "
+                             "loss on the colour words. Shapes are then seen in many colours, never in a held-out pair")
+    parser.add_argument("--named-shape-weight", type=float, default=1.0, metavar="W",
+                        help="stage 0 with --recolor-fraction: weight of the shape term on frames in their named "
+                             "colours (0: shapes are learnt from novel colours only)")
     parser.add_argument("--caption-word-weights", type=word_weights, default=None, metavar="WORD=W[,WORD=W...]",
                         help="stage 2: weigh these words' tokens in the expert's caption loss (others weigh 1), e.g. "
                              "left=5,right=5,up=5,down=5")
@@ -281,6 +304,15 @@ def main(argv=None) -> None:
         parser.error(f"--max-minutes must be >= 0, got {args.max_minutes}")
     if args.moment_weight and args.stage != 0:
         parser.error(f"--moment-weight belongs to stage 0, got --stage {args.stage}")
+    if args.recolor_fraction and args.stage not in (0, 2):
+        parser.error(f"--recolor-fraction belongs to stages 0 and 2, got --stage {args.stage}")
+    if args.recolor_fraction and args.stage == 2 and not args.cache_vision_features:
+        parser.error("--recolor-fraction in stage 2 needs --cache-vision-features (the recoloured videos are encoded "
+                     "once)")
+    if not 0.0 <= args.recolor_fraction <= 1.0:
+        parser.error(f"--recolor-fraction must be in [0, 1], got {args.recolor_fraction}")
+    if args.named_shape_weight != 1.0 and not (args.recolor_fraction and args.stage == 0):
+        parser.error("--named-shape-weight needs --recolor-fraction in stage 0")
     if args.caption_word_weights and args.stage != 2:
         parser.error(f"--caption-word-weights belongs to stage 2, got --stage {args.stage}")
     if args.caption_input_noise and args.stage != 2:
@@ -333,11 +365,11 @@ def main(argv=None) -> None:
                                args.focus_tasks, args.rename_fraction, args.letter_binding_fraction,
                                args.spaced_answers, args.caption_input_noise,
                                caption_word_ids(tokenizer, args.caption_noise_words, "--caption-noise-words")
-                               if args.caption_input_noise else ())
+                               if args.caption_input_noise else (), args.recolor_fraction if args.stage == 2 else 0.0)
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
-    pixels = features = None  # the text stage reads no media
+    pixels = features = recolored_features = None  # the text stage reads no media
     if args.stage != TEXT_STAGE:
         pixels = load_pixel_cache(args.data, "train", processor, model.config.num_frames,
                                   args.workers)[: len(records)]
@@ -345,6 +377,8 @@ def main(argv=None) -> None:
         if args.stage not in (1, 3) and not (args.stage == 2 and args.freeze_vision_tower):
             raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
                              f"--freeze-vision-tower; got --stage {args.stage}.")
+        if args.stage == 2 and args.recolor_fraction:
+            recolored_features = encode_videos(model, pixels, recolor=_video_recolor(args, records, processor, model))
         features, pixels = encode_videos(model, pixels), None
     if args.spread_expert_embeddings is not None:
         if args.stage != 3:
@@ -379,12 +413,20 @@ def main(argv=None) -> None:
             cell_size = vision.image_size // model.config.expert_pool_grid
             moments = load_moment_cache(args.data, "train", records, vision.patch_size, vision.image_size, cell_size,
                                         args.workers)
-        dataset, collator = FrameDataset(pixels, colors, shapes, moments), collate_frames
+        recolor = None
+        if args.recolor_fraction:
+            color_maps = load_color_map_cache(args.data, "train", records, vision.image_size, args.workers)
+            image_processor = processor.image_processor
+            recolor = ObjectRecolor(color_maps.flatten(0, 1), args.recolor_fraction, image_processor.image_mean,
+                                    image_processor.image_std, args.seed, args.named_shape_weight)
+        dataset, collator = FrameDataset(pixels, colors, shapes, moments, recolor), collate_frames
         trained = PatchAttributePretrainer(model, args.moment_weight)
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
     else:
         weights = caption_token_weights(tokenizer, args.caption_word_weights) if args.caption_word_weights else None
-        collator, trained = LangDCCollator(pixels, tokenizer.pad_token_id, features, weights), model
+        masked = frozenset() if recolored_features is None else colour_token_ids(tokenizer)
+        collator = LangDCCollator(pixels, tokenizer.pad_token_id, features, weights, recolored_features, masked)
+        trained = model
     trained.train()
     print(f"stage {args.stage}: {len(dataset)} examples from {len(records)} videos; trainable {trainable / 1e6:.2f}M "
           f"{count_trainable(model)}")

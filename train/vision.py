@@ -14,6 +14,13 @@ Optionally (`--moment-weight`, run v30) a third head regresses each patch's firs
 centre survive that average exactly, so the expert can see the position shift from frame to frame
 (`eval.motion_probe` decodes a clip's move direction from those cells in 54% of the clips, 75% after the moment
 head; train/RUNS.md, run v30).
+
+Optionally (`--recolor-fraction`, run v58) a share of the frames has its objects painted in novel colours
+(`ObjectRecolor`): colours far from every named one, so that a shape is seen in many colours without any frame
+showing a held-out colour-shape pair. Trained on the named colours alone, the tower reads a shape through its colour
+(no red object is ever a triangle) and no probe finds the shape of a held-out pair in its features
+(`eval.shape_probe`: 1.7%); a pretrained CLIP/SigLIP tower has seen shapes in every colour. Recoloured frames train
+the shape head only.
 """
 
 from functools import partial
@@ -25,11 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from synthvid import COLORS, SHAPES, render_attribute_maps, validate_spec
+from synthvid import BACKGROUNDS, COLORS, SHAPES, render_attribute_maps, validate_spec
 from train.data import parallel_map, torch_save_atomic
 
 NUM_COLOR_CLASSES = len(COLORS) + 1  # + background
 NUM_SHAPE_CLASSES = len(SHAPES) + 1
+# A novel colour lies at least this far (Euclidean distance in 0-255 RGB) from every named colour and background:
+# the named colours are 138-230 apart, so a recoloured object is never taken for a named one (or the background).
+NOVEL_COLOR_MIN_DISTANCE = 80.0
 
 
 def patch_fractions(labels: np.ndarray, num_classes: int, patch_size: int) -> torch.Tensor:
@@ -146,9 +156,106 @@ def load_moment_cache(data_dir: Path, split: str, records: list[dict], patch_siz
     return _cached_render(cache, render, records, workers, f"rendering {split} colour moments")
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of `-sum(targets * log_softmax(logits))`; `[..., C]` each."""
-    return -(targets.float() * logits.float().log_softmax(-1)).sum(-1).mean()
+def load_color_map_cache(data_dir: Path, split: str, records: list[dict], image_size: int,
+                         workers: int = 0) -> torch.Tensor:
+    """Per-pixel colour labels of every frame of a split (`render_attribute_maps`' first map: 0 the background, else
+    1 + the index in `COLORS`): `uint8 [N, T, H, W]`, rendered like `load_attribute_cache` and cached on disk.
+
+    Raises:
+        ValueError: as `load_attribute_cache` raises.
+    """
+    cache = Path(data_dir) / "cache" / f"{split}-{len(records)}-color-maps-{image_size}px.pt"
+    render = partial(_color_map, image_size=image_size)
+    return _cached_render(cache, render, records, workers, f"rendering {split} colour maps")
+
+
+def _color_map(record: dict, image_size: int) -> torch.Tensor:
+    return torch.from_numpy(_checked_label_maps(record, image_size)[0])
+
+
+def novel_colors(count: int, generator: torch.Generator,
+                 min_distance: float = NOVEL_COLOR_MIN_DISTANCE) -> torch.Tensor:
+    """`float32 [count, 3]` RGB colours in [0, 255], uniform over the colours at least `min_distance` from every
+    named colour and background (rejection sampling).
+
+    Raises:
+        ValueError: if `min_distance` leaves too little of the RGB cube to sample from (under 1% accepted).
+    """
+    reserved = torch.tensor([*COLORS.values(), *BACKGROUNDS.values()], dtype=torch.float32)
+    kept, drawn = [], 0
+    while sum(len(k) for k in kept) < count:
+        candidates = torch.rand(64, 3, generator=generator) * 255
+        kept.append(candidates[torch.cdist(candidates, reserved).min(-1).values >= min_distance])
+        drawn += len(candidates)
+        if drawn >= 6400 and sum(len(k) for k in kept) < drawn / 100:
+            raise ValueError(f"`min_distance` {min_distance} leaves under 1% of the RGB cube to sample from.")
+    return torch.cat(kept)[:count]
+
+
+class ObjectRecolor:
+    """Paint the objects of a share of the items (frames, or whole videos) in novel colours (`novel_colors`), one per
+    named colour and item.
+
+    Every pixel whose colour label is named colour `c` is shifted by `novel_c - COLORS[c]`, so the codec's texture
+    stays and only the colour changes; the background is untouched. The draw depends only on `seed` and the item's
+    index, so a resumed run or another worker recolours the same items alike; the frames of one video item share its
+    colours, so its objects keep theirs through the clip.
+
+    Args:
+        color_maps: `uint8 [items, ..., H, W]` per-pixel colour labels (`load_color_map_cache`, flattened to frames
+            for stage 0), one per item of the pixel cache.
+        fraction: share of the items recoloured, in [0, 1].
+        mean, std: the pixel cache's per-channel normalisation (`image_mean`, `image_std` of the image processor).
+        seed: seed of the draws.
+        named_shape_weight: weight of the shape term on the frames left in their named colours (0: the tower learns
+            shapes from novel colours only, so no named colour can stand for a shape).
+
+    Call: `(item index, pixel_values [..., 3, H, W])` -> `(pixel_values float32 [..., 3, H, W], recoloured: bool)`.
+
+    Raises:
+        ValueError: for a `fraction` or `named_shape_weight` outside [0, 1].
+    """
+
+    def __init__(self, color_maps: torch.Tensor, fraction: float, mean, std, seed: int = 0,
+                 named_shape_weight: float = 1.0):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"`fraction` must be in [0, 1], got {fraction}.")
+        if not 0.0 <= named_shape_weight <= 1.0:
+            raise ValueError(f"`named_shape_weight` must be in [0, 1], got {named_shape_weight}.")
+        self.color_maps = color_maps
+        self.fraction = fraction
+        self.named_shape_weight = named_shape_weight
+        self.scale = 255.0 * torch.tensor(std, dtype=torch.float32)  # a shift of 1 in normalised units, in RGB
+        self.palette = torch.tensor(list(COLORS.values()), dtype=torch.float32)
+        self.seed = seed
+
+    def __len__(self):
+        return len(self.color_maps)
+
+    def __call__(self, index: int, pixel_values: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        pixel_values = pixel_values.float()
+        if torch.rand((), generator=generator).item() >= self.fraction:
+            return pixel_values, False
+        shifts = (novel_colors(len(self.palette), generator) - self.palette) / self.scale  # [C, 3] normalised
+        shifts = torch.cat([torch.zeros(1, 3), shifts])  # label 0, the background, keeps its colour
+        return pixel_values + shifts[self.color_maps[index].long()].movedim(-1, -3), True
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                       frame_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of `-sum(targets * log_softmax(logits))`; `[F, ..., C]` each. With `frame_weights` (`[F]`),
+    the mean over each frame's rows weighted by them (0 where every weight is 0)."""
+    losses = -(targets.float() * logits.float().log_softmax(-1)).sum(-1)
+    return _frame_weighted_mean(losses, frame_weights)
+
+
+def _frame_weighted_mean(losses: torch.Tensor, frame_weights: torch.Tensor | None) -> torch.Tensor:
+    if frame_weights is None:
+        return losses.mean()
+    weights = frame_weights.float()
+    per_frame = losses.flatten(1).mean(-1)
+    return (per_frame * weights).sum() / weights.sum().clamp_min(torch.finfo(weights.dtype).eps)
 
 
 class PatchAttributePretrainer(nn.Module):
@@ -160,7 +267,9 @@ class PatchAttributePretrainer(nn.Module):
         moment_weight: weight of the moment head's mean squared error in the loss (0: no moment head).
 
     Forward: `pixel_values [F, 3, H, W]`, `color_targets [F, P, NUM_COLOR_CLASSES]`, `shape_targets
-    [F, P, NUM_SHAPE_CLASSES]`, `moment_targets [F, P, 2 * len(COLORS)]` (only with a moment head) ->
+    [F, P, NUM_SHAPE_CLASSES]`, `moment_targets [F, P, 2 * len(COLORS)]` (only with a moment head), `color_weight
+    [F]` and `shape_weight [F]` (optional: each frame's weight in the colour and moment terms, 0 for a recoloured
+    frame, and in the shape term) ->
     `{"loss": colour + shape soft cross-entropy + moment_weight * moment MSE}`.
 
     Raises:
@@ -181,28 +290,31 @@ class PatchAttributePretrainer(nn.Module):
         self.moment_weight = moment_weight
         self.moment_head = nn.Linear(hidden, 2 * len(COLORS)) if moment_weight else None
 
-    def forward(self, pixel_values, color_targets, shape_targets, moment_targets=None):
+    def forward(self, pixel_values, color_targets, shape_targets, moment_targets=None, color_weight=None,
+                shape_weight=None):
         if (moment_targets is None) != (self.moment_head is None):
             raise ValueError("`moment_targets` must be given exactly when the pretrainer has a moment head "
                              f"(moment_weight {self.moment_weight}).")
         features = self.image_features(pixel_values)
-        loss = soft_cross_entropy(self.color_head(features), color_targets)
-        loss = loss + soft_cross_entropy(self.shape_head(features), shape_targets)
+        loss = soft_cross_entropy(self.color_head(features), color_targets, color_weight)
+        loss = loss + soft_cross_entropy(self.shape_head(features), shape_targets, shape_weight)
         if self.moment_head is not None:
-            loss = loss + self.moment_weight * F.mse_loss(self.moment_head(features).float(), moment_targets.float())
+            errors = (self.moment_head(features).float() - moment_targets.float()).square()
+            loss = loss + self.moment_weight * _frame_weighted_mean(errors, color_weight)
         return {"loss": loss}
 
 
 class FrameDataset(Dataset):
     """One item per (video, frame) of the pixel cache, with its per-patch targets (`[N, T, ...]` each; `moments`
-    optional).
+    optional). With `recolor` (an `ObjectRecolor` over the same frames) the item's pixels go through it and the item
+    carries `color_weight`: 0.0 for a recoloured frame, whose colour targets no longer hold, else 1.0.
 
     Raises:
-        ValueError: if the tensors disagree on `[videos, frames]`.
+        ValueError: if the tensors or `recolor` disagree on `[videos, frames]`.
     """
 
     def __init__(self, pixels: torch.Tensor, colors: torch.Tensor, shapes: torch.Tensor,
-                 moments: torch.Tensor | None = None):
+                 moments: torch.Tensor | None = None, recolor: ObjectRecolor | None = None):
         tensors = {"pixel_values": pixels, "color_targets": colors, "shape_targets": shapes}
         if moments is not None:
             tensors["moment_targets"] = moments
@@ -210,12 +322,20 @@ class FrameDataset(Dataset):
         if len(set(leading.values())) > 1:
             raise ValueError(f"The pixels and targets must agree on [videos, frames], got {leading}.")
         self.tensors = {name: t.flatten(0, 1) for name, t in tensors.items()}
+        if recolor is not None and len(recolor) != len(self):
+            raise ValueError(f"`recolor` covers {len(recolor)} frames, the pixel cache {len(self)}.")
+        self.recolor = recolor
 
     def __len__(self):
         return self.tensors["pixel_values"].shape[0]
 
     def __getitem__(self, i):
-        return {name: tensor[i] for name, tensor in self.tensors.items()}
+        item = {name: tensor[i] for name, tensor in self.tensors.items()}
+        if self.recolor is not None:
+            item["pixel_values"], recoloured = self.recolor(i, item["pixel_values"])
+            item["color_weight"] = torch.tensor(0.0 if recoloured else 1.0)
+            item["shape_weight"] = torch.tensor(1.0 if recoloured else self.recolor.named_shape_weight)
+        return item
 
 
 def collate_frames(items: list[dict]) -> dict:
