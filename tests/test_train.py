@@ -27,6 +27,26 @@ def first_and_last_loss(output):
     return losses[0], losses[-1]
 
 
+def train_stage_two(stages, micro_data, output, *options) -> tuple[float, float]:
+    """Six stage-2 steps from the stage-1 fixture on cached features with `options` added; the first and last
+    logged loss."""
+    from train.run import main as run
+
+    run(["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000", "--lr", "3e-3",
+         "--warmup", "0", "--threads", "2", "--stage", "2", "--init", str(stages[1]), "--output", str(output),
+         "--max-steps", "6", "--freeze-vision-tower", "--cache-vision-features", *options])
+    return first_and_last_loss(output)
+
+
+def assert_refused(stages, micro_data, output, *options) -> None:
+    """`train.run` with `options` (a stage and what it does not take) exits before training."""
+    from train.run import main as run
+
+    with pytest.raises(SystemExit):
+        run(["--data", str(micro_data), "--init", str(stages[2]), "--output", str(output), "--max-steps", "1",
+             *options])
+
+
 @pytest.fixture(scope="module")
 def stages(micro_data, tmp_path_factory):
     from train.run import main as run
@@ -334,7 +354,7 @@ def test_stage_zero_learns_colour_moments_when_asked(stages, micro_data, tmp_pat
 
 def test_stage_two_weighs_caption_words_when_asked(stages, micro_data, tmp_path):
     from train.data import LangDCCollator
-    from train.run import caption_token_weights, main as run, word_weights
+    from train.run import caption_token_weights, word_weights
 
     assert word_weights("left=5,up=2.5,") == {"left": 5.0, "up": 2.5}
     for bad in ("left", "left=x", "=2", "left=-1"):
@@ -351,21 +371,15 @@ def test_stage_two_weighs_caption_words_when_asked(stages, micro_data, tmp_path)
         [{"video": 0, "input_ids": None, "labels": None, "caption_ids": [[moves, 5], [6]]}])
     assert batch["caption_weights"] == [[4.0, 1.0], [1.0]]
 
-    common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
-              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
-    run([*common, "--stage", "2", "--init", str(stages[1]), "--output", str(tmp_path / "weighted"), "--max-steps", "6",
-         "--freeze-vision-tower", "--cache-vision-features", "--caption-word-weights", f"{word}=4"])
-    first, last = first_and_last_loss(tmp_path / "weighted")
+    first, last = train_stage_two(stages, micro_data, tmp_path / "weighted", "--caption-word-weights", f"{word}=4")
     assert last < first
-    with pytest.raises(SystemExit):
-        run([*common, "--stage", "3", "--init", str(stages[2]), "--output", str(tmp_path / "bad"),
-             "--max-steps", "1", "--caption-word-weights", "left=2"])
+    assert_refused(stages, micro_data, tmp_path / "bad", "--stage", "3", "--caption-word-weights", "left=2")
 
 
 def test_stage_two_noises_the_experts_colour_inputs_and_keeps_its_targets(stages, micro_data, tmp_path):
     from synthvid.spec import COLORS
     from train.data import LangDCCollator, StageDataset, read_split
-    from train.run import caption_word_ids, main as run
+    from train.run import caption_word_ids
 
     tokenizer = AutoTokenizer.from_pretrained(stages[2])
     words = [w for w in COLORS if len(tokenizer(" " + w, add_special_tokens=False).input_ids) == 1]
@@ -386,21 +400,15 @@ def test_stage_two_noises_the_experts_colour_inputs_and_keeps_its_targets(stages
         with pytest.raises(ValueError, match="caption_input_noise"):
             StageDataset(records, stage, tokenizer, "system", caption_input_noise=0.5, noise_token_ids=ids)
 
-    common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
-              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
-    run([*common, "--stage", "2", "--init", str(stages[1]), "--output", str(tmp_path / "noised"), "--max-steps", "6",
-         "--freeze-vision-tower", "--cache-vision-features", "--caption-input-noise", "0.3",
-         "--caption-noise-words", ",".join(words)])
-    first, last = first_and_last_loss(tmp_path / "noised")
+    first, last = train_stage_two(stages, micro_data, tmp_path / "noised", "--caption-input-noise", "0.3",
+                                  "--caption-noise-words", ",".join(words))
     assert last < first
-    with pytest.raises(SystemExit):
-        run([*common, "--stage", "3", "--init", str(stages[2]), "--output", str(tmp_path / "bad"),
-             "--max-steps", "1", "--caption-input-noise", "0.3"])
+    assert_refused(stages, micro_data, tmp_path / "bad", "--stage", "3", "--caption-input-noise", "0.3")
 
 
 def test_stage_two_reads_recoloured_videos_without_their_colour_words(stages, micro_data, tmp_path):
     from train.data import LangDCCollator, StageDataset, read_split
-    from train.run import colour_token_ids, main as run
+    from train.run import colour_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(stages[2])
     masked = colour_token_ids(tokenizer)
@@ -427,16 +435,10 @@ def test_stage_two_reads_recoloured_videos_without_their_colour_words(stages, mi
     with pytest.raises(ValueError, match="recolored_features"):
         LangDCCollator(None, 0, features)([painted])
 
-    common = ["--data", str(micro_data), "--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000",
-              "--lr", "3e-3", "--warmup", "0", "--threads", "2"]
-    run([*common, "--stage", "2", "--init", str(stages[1]), "--output", str(tmp_path / "recolored"),
-         "--max-steps", "6", "--freeze-vision-tower", "--cache-vision-features", "--recolor-fraction", "0.5"])
-    first, last = first_and_last_loss(tmp_path / "recolored")
+    first, last = train_stage_two(stages, micro_data, tmp_path / "recolored", "--recolor-fraction", "0.5")
     assert last < first
     for bad in (["--stage", "2", "--freeze-vision-tower"], ["--stage", "3", "--cache-vision-features"]):
-        with pytest.raises(SystemExit):
-            run([*common, *bad, "--init", str(stages[2]), "--output", str(tmp_path / "bad"), "--max-steps", "1",
-                 "--recolor-fraction", "0.5"])
+        assert_refused(stages, micro_data, tmp_path / "bad", *bad, "--recolor-fraction", "0.5")
 
 
 def test_word_loss_is_the_experts_cross_entropy_on_those_words(stages, micro_data, tmp_path):
@@ -580,8 +582,7 @@ def test_recoloured_frames_train_the_shape_head_only(stages, micro_data, tmp_pat
     assert any((micro_data / "cache").glob("train-*-color-maps-*px.pt"))
     for bad in (["--stage", "1", "--recolor-fraction", "0.5"], ["--stage", "0", "--recolor-fraction", "2"],
                 ["--stage", "0", "--named-shape-weight", "0"]):
-        with pytest.raises(SystemExit):
-            run(["--data", str(micro_data), "--init", str(stages[0]), "--output", str(tmp_path / "never"), *bad])
+        assert_refused(stages, micro_data, tmp_path / "never", *bad)
 
 
 def test_shape_probe_labels_lone_objects_and_scores_seen_and_held_out_pairs_apart(stages, micro_data, tmp_path):
