@@ -149,12 +149,16 @@ def word_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _video_recolor(args, records: list[dict], processor, model) -> ObjectRecolor:
-    """Stage 2's `--recolor-fraction`: every training video with its objects in novel colours (one draw per video,
-    `train.vision.ObjectRecolor`); the dataset picks which reads use them."""
+def object_recolor(args, records: list[dict], processor, image_size: int) -> ObjectRecolor:
+    """`--recolor-fraction`'s painter (`train.vision.ObjectRecolor`): in stage 0 one draw per frame, for that share of
+    the frames; in stage 2 one per video, for every video (the dataset picks which reads use them)."""
     image_processor = processor.image_processor
-    color_maps = load_color_map_cache(args.data, "train", records, model.config.vision_config.image_size, args.workers)
-    return ObjectRecolor(color_maps, 1.0, image_processor.image_mean, image_processor.image_std, args.seed)
+    mean, std = image_processor.image_mean, image_processor.image_std
+    color_maps = load_color_map_cache(args.data, "train", records, image_size, args.workers)  # [N, T, H, W]
+    if args.stage == 0:
+        return ObjectRecolor(color_maps.flatten(0, 1), args.recolor_fraction, mean, std, args.seed,
+                             args.named_shape_weight)
+    return ObjectRecolor(color_maps, 1.0, mean, std, args.seed)
 
 
 def colour_token_ids(tokenizer) -> frozenset[int]:
@@ -378,7 +382,8 @@ def main(argv=None) -> None:
             raise ValueError(f"--cache-vision-features needs a frozen vision tower: stage 1 or 3, or 2 with "
                              f"--freeze-vision-tower; got --stage {args.stage}.")
         if args.stage == 2 and args.recolor_fraction:
-            recolored_features = encode_videos(model, pixels, recolor=_video_recolor(args, records, processor, model))
+            recolor = object_recolor(args, records, processor, model.config.vision_config.image_size)
+            recolored_features = encode_videos(model, pixels, recolor=recolor)
         features, pixels = encode_videos(model, pixels), None
     if args.spread_expert_embeddings is not None:
         if args.stage != 3:
@@ -413,12 +418,7 @@ def main(argv=None) -> None:
             cell_size = vision.image_size // model.config.expert_pool_grid
             moments = load_moment_cache(args.data, "train", records, vision.patch_size, vision.image_size, cell_size,
                                         args.workers)
-        recolor = None
-        if args.recolor_fraction:
-            color_maps = load_color_map_cache(args.data, "train", records, vision.image_size, args.workers)
-            image_processor = processor.image_processor
-            recolor = ObjectRecolor(color_maps.flatten(0, 1), args.recolor_fraction, image_processor.image_mean,
-                                    image_processor.image_std, args.seed, args.named_shape_weight)
+        recolor = object_recolor(args, records, processor, vision.image_size) if args.recolor_fraction else None
         dataset, collator = FrameDataset(pixels, colors, shapes, moments, recolor), collate_frames
         trained = PatchAttributePretrainer(model, args.moment_weight)
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
