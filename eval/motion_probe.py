@@ -158,12 +158,22 @@ def train_probe(probe: nn.Module, train_x, train_y, test_x, test_y, steps: int, 
     return {"train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "final_loss": loss.item()}
 
 
-def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every probe takes: `--steps` (of `train_probe`), `--seed`, `--threads`, `--output` (JSON)."""
+def parse_probe_arguments(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Add the arguments every probe takes (`--steps` of `train_probe`, `--seed`, `--threads`, `--output` JSON) to
+    `parser`, parse `argv` and set torch's CPU threads."""
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the result")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    return args
+
+
+def load_probed_model(path: Path) -> tuple:
+    """`(model, processor)` of the checkpoint at `path`: the model in float32 and eval mode."""
+    model = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=torch.float32).eval()
+    return model, AutoProcessor.from_pretrained(path, trust_remote_code=True)
 
 
 def main(argv=None) -> None:
@@ -178,16 +188,13 @@ def main(argv=None) -> None:
     parser.add_argument("--reader", choices=["cells", "frames", "tubelets"], default="cells",
                         help="cells: the MLP probe (full batch); frames / tubelets: a transformer of the expert's size "
                              "reading one token per cell and frame / per cell (TokenReader, batches of 128)")
-    add_probe_arguments(parser)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
+    args = parse_probe_arguments(parser, argv)
     started = time.perf_counter()
     records = read_split(args.data, "train")
     if args.train_videos + args.test_videos > len(records):
         parser.error(f"--train-videos + --test-videos ({args.train_videos + args.test_videos}) exceed the "
                      f"{len(records)} training videos of {args.data}")
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    model, processor = load_probed_model(args.model)
     config = model.config
     grid = args.grid or config.expert_pool_grid
     pixels = load_pixel_cache(args.data, "train", processor, config.num_frames)

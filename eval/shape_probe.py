@@ -23,16 +23,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoProcessor
 
-from eval.motion_probe import add_probe_arguments, train_probe
+from eval.motion_probe import load_probed_model, parse_probe_arguments, train_probe
 from synthvid import HELD_OUT_PAIRS, SHAPES, validate_spec
 from synthvid.files import write_text_atomic
 from synthvid.truth import object_states
 from tools.remote_code import import_remote
 from train.data import encode_videos, load_pixel_cache, read_split
 from train.run import comma_separated
-from train.stages import set_threads
 
 
 def cell_labels(records: list[dict], grid: int, image_size: int, frames_per_clip: int
@@ -85,12 +83,9 @@ def main(argv=None) -> None:
     parser.add_argument("--train-colors", type=comma_separated, default=(), metavar="COLOR[,COLOR...]",
                         help="train the probe on these colours' objects only and score it on the other colours' "
                              "(default: every colour for both)")
-    add_probe_arguments(parser)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
+    args = parse_probe_arguments(parser, argv)
     started = time.perf_counter()
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    model, processor = load_probed_model(args.model)
     config = model.config
     grid, size = config.expert_pool_grid, config.vision_config.image_size
     data = {}
