@@ -38,7 +38,7 @@ from train.data import parallel_map, torch_save_atomic
 NUM_COLOR_CLASSES = len(COLORS) + 1  # + background
 NUM_SHAPE_CLASSES = len(SHAPES) + 1
 # A novel colour lies at least this far (Euclidean distance in 0-255 RGB) from every named colour and background:
-# the named colours are 138-230 apart, so a recoloured object is never taken for a named one (or the background).
+# the named colours are 118-307 apart, so a recoloured object is never taken for a named one (or the background).
 NOVEL_COLOR_MIN_DISTANCE = 80.0
 
 
