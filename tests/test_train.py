@@ -542,11 +542,11 @@ def test_object_recolor_repaints_only_the_objects_of_the_chosen_frames():
     assert set(weights) == {0.0, 1.0}  # drawn per frame
     assert all(torch.equal(dataset[i]["pixel_values"], frames[i]) == (weights[i] == 1.0) for i in range(6))
     assert all(float(dataset[i]["shape_weight"]) == 1.0 for i in range(6))
-    novel_only = FrameDataset(pixels, colors, shapes,
-                              recolor=ObjectRecolor(frame_maps, 0.5, mean, std, named_shape_weight=0.0))
+    novel_only = FrameDataset(pixels, colors, shapes, recolor=ObjectRecolor(frame_maps, 0.5, mean, std),
+                              named_shape_weight=0.0)
     assert [float(novel_only[i]["shape_weight"]) for i in range(6)] == [1.0 - w for w in weights]
     with pytest.raises(ValueError, match="named_shape_weight"):
-        ObjectRecolor(frame_maps, 0.5, mean, std, named_shape_weight=2.0)
+        FrameDataset(pixels, colors, shapes, recolor=recolor, named_shape_weight=2.0)
     with pytest.raises(ValueError, match="covers"):
         FrameDataset(pixels[:1], colors[:1], shapes[:1], recolor=recolor)
 

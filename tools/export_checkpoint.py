@@ -103,6 +103,12 @@ LLM_SIDE_CONFIG = ("text_config", "clip_time_frequencies", "pool_grid", "video_p
                    "transformers_version")
 
 
+def config_differences(ours: dict, theirs: dict, ignored=()) -> list[str]:
+    """The sorted keys on which two config dicts differ, apart from `ignored` and bookkeeping keys (`_name_or_path`)."""
+    return sorted(key for key in ours.keys() | theirs.keys()
+                  if key not in ignored and not key.startswith("_") and ours.get(key) != theirs.get(key))
+
+
 def with_vision_tower_of(model, donor):
     """`model` with `donor`'s vision tower (`vision_model`) in place of its own: a tower pretrained anew in stage 0
     (e.g. with `--recolor-fraction`, run v58) under a trained expert and LLM. The projectors that read the tower
@@ -112,9 +118,8 @@ def with_vision_tower_of(model, donor):
     Raises:
         ValueError: if the two vision configs differ (named).
     """
-    ours, theirs = model.config.vision_config.to_dict(), donor.config.vision_config.to_dict()
-    differ = sorted(key for key in ours.keys() | theirs.keys()
-                    if key not in ("dtype", "transformers_version") and ours.get(key) != theirs.get(key))
+    differ = config_differences(model.config.vision_config.to_dict(), donor.config.vision_config.to_dict(),
+                                ("dtype", "transformers_version"))
     if differ:
         raise ValueError(f"the donor's vision tower does not fit `model`: their vision configs differ in {differ}.")
     merged = copy.deepcopy(model)
@@ -133,10 +138,7 @@ def with_expert_of(model, donor):
     """
     if model.expert is None or donor.expert is None:
         raise ValueError("`model` and the donor both need an expert (`use_expert=True`).")
-    ours, theirs = model.config.to_dict(), donor.config.to_dict()
-    differ = sorted(key for key in ours.keys() | theirs.keys()
-                    if key not in LLM_SIDE_CONFIG and not key.startswith("_")  # `_name_or_path`: bookkeeping
-                    and ours.get(key) != theirs.get(key))
+    differ = config_differences(model.config.to_dict(), donor.config.to_dict(), LLM_SIDE_CONFIG)
     if differ:
         raise ValueError(f"the donor's expert does not fit `model`: their configs differ in {differ}.")
     towers = [name for name in ("vision_model", "video_model") if getattr(model, name, None) is not None]

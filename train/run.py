@@ -156,8 +156,7 @@ def object_recolor(args, records: list[dict], processor, image_size: int) -> Obj
     mean, std = image_processor.image_mean, image_processor.image_std
     color_maps = load_color_map_cache(args.data, "train", records, image_size, args.workers)  # [N, T, H, W]
     if args.stage == 0:
-        return ObjectRecolor(color_maps.flatten(0, 1), args.recolor_fraction, mean, std, args.seed,
-                             args.named_shape_weight)
+        return ObjectRecolor(color_maps.flatten(0, 1), args.recolor_fraction, mean, std, args.seed)
     return ObjectRecolor(color_maps, 1.0, mean, std, args.seed)
 
 
@@ -419,7 +418,8 @@ def main(argv=None) -> None:
             moments = load_moment_cache(args.data, "train", records, vision.patch_size, vision.image_size, cell_size,
                                         args.workers)
         recolor = object_recolor(args, records, processor, vision.image_size) if args.recolor_fraction else None
-        dataset, collator = FrameDataset(pixels, colors, shapes, moments, recolor), collate_frames
+        dataset = FrameDataset(pixels, colors, shapes, moments, recolor, args.named_shape_weight)
+        collator = collate_frames
         trained = PatchAttributePretrainer(model, args.moment_weight)
         trainable += sum(p.numel() for name, p in trained.named_parameters() if not name.startswith("vision_model."))
     else:

@@ -182,12 +182,12 @@ def novel_colors(count: int, generator: torch.Generator,
         ValueError: if `min_distance` leaves too little of the RGB cube to sample from (under 1% accepted).
     """
     reserved = torch.tensor([*COLORS.values(), *BACKGROUNDS.values()], dtype=torch.float32)
-    kept, drawn = [], 0
-    while sum(len(k) for k in kept) < count:
+    kept, accepted, drawn = [], 0, 0
+    while accepted < count:
         candidates = torch.rand(64, 3, generator=generator) * 255
         kept.append(candidates[torch.cdist(candidates, reserved).min(-1).values >= min_distance])
-        drawn += len(candidates)
-        if drawn >= 6400 and sum(len(k) for k in kept) < drawn / 100:
+        accepted, drawn = accepted + len(kept[-1]), drawn + len(candidates)
+        if drawn >= 6400 and accepted < drawn / 100:
             raise ValueError(f"`min_distance` {min_distance} leaves under 1% of the RGB cube to sample from.")
     return torch.cat(kept)[:count]
 
@@ -207,24 +207,18 @@ class ObjectRecolor:
         fraction: share of the items recoloured, in [0, 1].
         mean, std: the pixel cache's per-channel normalisation (`image_mean`, `image_std` of the image processor).
         seed: seed of the draws.
-        named_shape_weight: weight of the shape term on the frames left in their named colours (0: the tower learns
-            shapes from novel colours only, so no named colour can stand for a shape).
 
     Call: `(item index, pixel_values [..., 3, H, W])` -> `(pixel_values float32 [..., 3, H, W], recoloured: bool)`.
 
     Raises:
-        ValueError: for a `fraction` or `named_shape_weight` outside [0, 1].
+        ValueError: for a `fraction` outside [0, 1].
     """
 
-    def __init__(self, color_maps: torch.Tensor, fraction: float, mean, std, seed: int = 0,
-                 named_shape_weight: float = 1.0):
+    def __init__(self, color_maps: torch.Tensor, fraction: float, mean, std, seed: int = 0):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"`fraction` must be in [0, 1], got {fraction}.")
-        if not 0.0 <= named_shape_weight <= 1.0:
-            raise ValueError(f"`named_shape_weight` must be in [0, 1], got {named_shape_weight}.")
         self.color_maps = color_maps
         self.fraction = fraction
-        self.named_shape_weight = named_shape_weight
         self.scale = 255.0 * torch.tensor(std, dtype=torch.float32)  # a shift of 1 in normalised units, in RGB
         self.palette = torch.tensor(list(COLORS.values()), dtype=torch.float32)
         self.seed = seed
@@ -307,14 +301,18 @@ class PatchAttributePretrainer(nn.Module):
 class FrameDataset(Dataset):
     """One item per (video, frame) of the pixel cache, with its per-patch targets (`[N, T, ...]` each; `moments`
     optional). With `recolor` (an `ObjectRecolor` over the same frames) the item's pixels go through it and the item
-    carries `color_weight`: 0.0 for a recoloured frame, whose colour targets no longer hold, else 1.0.
+    carries `color_weight`, 0.0 for a recoloured frame, whose colour targets no longer hold, else 1.0, and
+    `shape_weight`, 1.0 for a recoloured frame, else `named_shape_weight` (0: the tower learns shapes from novel
+    colours only, so no named colour can stand for a shape).
 
     Raises:
-        ValueError: if the tensors or `recolor` disagree on `[videos, frames]`.
+        ValueError: if the tensors or `recolor` disagree on `[videos, frames]`, or for a `named_shape_weight`
+            outside [0, 1].
     """
 
     def __init__(self, pixels: torch.Tensor, colors: torch.Tensor, shapes: torch.Tensor,
-                 moments: torch.Tensor | None = None, recolor: ObjectRecolor | None = None):
+                 moments: torch.Tensor | None = None, recolor: ObjectRecolor | None = None,
+                 named_shape_weight: float = 1.0):
         tensors = {"pixel_values": pixels, "color_targets": colors, "shape_targets": shapes}
         if moments is not None:
             tensors["moment_targets"] = moments
@@ -324,7 +322,10 @@ class FrameDataset(Dataset):
         self.tensors = {name: t.flatten(0, 1) for name, t in tensors.items()}
         if recolor is not None and len(recolor) != len(self):
             raise ValueError(f"`recolor` covers {len(recolor)} frames, the pixel cache {len(self)}.")
+        if not 0.0 <= named_shape_weight <= 1.0:
+            raise ValueError(f"`named_shape_weight` must be in [0, 1], got {named_shape_weight}.")
         self.recolor = recolor
+        self.named_shape_weight = named_shape_weight
 
     def __len__(self):
         return self.tensors["pixel_values"].shape[0]
@@ -334,7 +335,7 @@ class FrameDataset(Dataset):
         if self.recolor is not None:
             item["pixel_values"], recoloured = self.recolor(i, item["pixel_values"])
             item["color_weight"] = torch.tensor(0.0 if recoloured else 1.0)
-            item["shape_weight"] = torch.tensor(1.0 if recoloured else self.recolor.named_shape_weight)
+            item["shape_weight"] = torch.tensor(1.0 if recoloured else self.named_shape_weight)
         return item
 
 
