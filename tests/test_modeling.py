@@ -542,6 +542,29 @@ def test_with_vision_tower_of_takes_only_the_donors_tower(make_model, checkpoint
     export(checkpoint_dir, tmp_path / "out", dtype=torch.float32, vision_from=checkpoint_dir)  # the same tower
 
 
+def test_with_llm_side_of_takes_the_donors_llm_side_over_the_tower_and_expert(make_model, checkpoint_dir, tmp_path):
+    from tools.export_checkpoint import LLM_SIDE, deepen, export, with_llm_side_of
+
+    base, donor = make_model(seed=0), make_model(seed=1)
+    donor.expert.get_input_embeddings().load_state_dict(base.expert.get_input_embeddings().state_dict())
+    merged = with_llm_side_of(base, donor)
+    for name, value in merged.state_dict().items():
+        source = donor if name.split(".")[0] in LLM_SIDE else base
+        torch.testing.assert_close(value, source.state_dict()[name], rtol=0, atol=0)
+    input_ids = torch.tensor([[5, 70, 71, 72, 73]])
+    torch.testing.assert_close(merged(input_ids=input_ids).logits, donor(input_ids=input_ids).logits)
+    pixels = video_pixels(2)
+    torch.testing.assert_close(merged.get_image_features(pixels), base.get_image_features(pixels))
+    assert next(merged.language_model.parameters()).data_ptr() != next(donor.language_model.parameters()).data_ptr()
+    with pytest.raises(ValueError, match="expert input embeddings"):  # its caption projector would read others
+        with_llm_side_of(base, make_model(seed=1))
+    with pytest.raises(ValueError, match=r"configs differ in \['text_config'\]"):
+        with_llm_side_of(base, deepen(donor, "language_model", 3))
+    with pytest.raises(ValueError, match="both need an expert"):
+        with_llm_side_of(base, make_model(use_expert=False))
+    export(checkpoint_dir, tmp_path / "out", dtype=torch.float32, llm_from=checkpoint_dir)  # the same LLM side
+
+
 def test_deepen_llm_adds_identity_layers_on_top(make_model):
     from tools.export_checkpoint import deepen
 

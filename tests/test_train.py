@@ -1579,3 +1579,42 @@ def test_caption_reader_answers_every_question_from_the_ground_truth_captions(mi
     assert held_out_pair_mentions([record], {"v": swapped}) == {"in_truth": 2, "written": 2, "invented": 0}
     with pytest.raises(ValueError, match="no captions for video"):
         read_split_answers(read_split(micro_data, "test"), {})
+
+
+def test_align_pool_projector_distils_the_references_pool_tokens_onto_a_new_tower(make_model):
+    from tests.conftest import video_pixels
+    from tools.export_checkpoint import with_vision_tower_of
+    from train.align_pool_projector import align_pool_projector
+
+    reference = make_model(seed=0)
+    model = with_vision_tower_of(reference, make_model(seed=1))
+    pixels = torch.stack([video_pixels(4, seed=seed) for seed in range(10)])  # [videos, frames, 3, S, S]
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    log = align_pool_projector(model, reference, pixels, steps=150, batch_frames=16, lr=3e-3, warmup=0)
+    assert log["train_frames"] == 36 and log["held_out_frames"] == 4
+    assert log["relative_error_after"] < 0.5 * log["relative_error_before"]
+    assert log["losses"][-1]["step"] == 150 and log["losses"][-1]["mse"] < log["losses"][0]["mse"]
+    changed = {name.split(".")[0] for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    assert changed == {"pool_projector"}
+    assert not any(parameter.requires_grad for parameter in model.parameters())
+    for kwargs, message in (({"steps": 0}, "at least 1"), ({"held_out": 1.0}, r"\(0, 1\)")):
+        with pytest.raises(ValueError, match=message):
+            align_pool_projector(model, reference, pixels, **{"steps": 1, **kwargs})
+    with pytest.raises(ValueError, match="at least two videos"):
+        align_pool_projector(model, reference, pixels[:1], steps=1)
+    with pytest.raises(ValueError, match="`pool_grid` differs"):
+        align_pool_projector(make_model(pool_grid=1), reference, pixels, steps=1)
+    with pytest.raises(ValueError, match="no pool branch"):
+        align_pool_projector(make_model(use_pool_branch=False), reference, pixels, steps=1)
+
+
+def test_align_pool_projector_cli_writes_a_checkpoint_and_its_log(stages, micro_data, tmp_path):
+    from train.align_pool_projector import main as align
+
+    output = tmp_path / "aligned"
+    align(["--model", str(stages[3]), "--reference", str(stages[1]), "--data", str(micro_data), "--output",
+           str(output), "--videos", "6", "--steps", "5", "--batch-frames", "8", "--threads", "2"])
+    log = json.loads((output / "align_log.json").read_text())
+    assert log["args"]["steps"] == "5" and log["train_frames"] + log["held_out_frames"] == 6 * 16
+    model = AutoModel.from_pretrained(output, trust_remote_code=True)
+    assert model.pool_projector is not None and model.dtype == torch.float32

@@ -16,7 +16,8 @@ CKPT's expert and expert projector beside SOURCE's LLM side (same vision tower; 
 `--llm-config SPEC` gives SOURCE's vision tower and expert a new, randomly initialised LLM side of SPEC's
 `text_config` (`with_new_llm`, run v44: a wider LLM trained from scratch on a trained expert); `--vision-from CKPT`
 puts CKPT's vision tower under SOURCE's expert and LLM side (`with_vision_tower_of`, run v58; the projectors that
-read it need retraining).
+read it need retraining); `--llm-from CKPT` puts CKPT's LLM side over SOURCE's tower and expert
+(`with_llm_side_of`, run v63; `train.align_pool_projector` then re-aligns its pool projector to the tower).
 """
 
 import argparse
@@ -159,6 +160,38 @@ def with_expert_of(model, donor):
 LLM_SIDE = ("language_model", "caption_projector", "pool_projector", "video_pool_projector", TIME_MODULE)
 
 
+def with_llm_side_of(model, donor):
+    """`model` with `donor`'s LLM side (`LLM_SIDE`: the LLM, the caption and pool projectors, the clip time
+    embedding) in place of its own: a trained LLM over another run's vision tower and expert (run v63), the converse
+    of `with_expert_of`. The donor's caption projector reads the expert's vectors at `soft_token_layer`; at layer 0
+    these are the expert's input embeddings of the caption tokens, which must then be the same weights in both, so
+    that the soft tokens are those the donor's LLM was trained on. The donor's pool projector was trained on the
+    donor's tower: under another tower, `train.align_pool_projector` re-aligns it.
+
+    Raises:
+        ValueError: if either model has no expert, their configs differ in an LLM-side field (`LLM_SIDE_CONFIG`) or
+            `soft_token_layer` (named), or at soft-token layer 0 their expert input embeddings differ.
+    """
+    if model.expert is None or donor.expert is None:
+        raise ValueError("`model` and the donor both need an expert (`use_expert=True`).")
+    mine, theirs = model.config.to_dict(), donor.config.to_dict()
+    fields = set(LLM_SIDE_CONFIG) - {"dtype", "transformers_version"} | {"soft_token_layer", "use_pool_branch"}
+    differ = config_differences({key: mine.get(key) for key in fields}, {key: theirs.get(key) for key in fields})
+    if differ:
+        raise ValueError(f"the donor's LLM side does not fit `model`: their configs differ in {differ}.")
+    if model.config.soft_token_layer == 0:
+        ours, donors = model.expert.get_input_embeddings().weight, donor.expert.get_input_embeddings().weight
+        if not torch.equal(ours, donors.to(ours.dtype)):
+            raise ValueError("the donor's expert input embeddings (the layer-0 soft tokens its caption projector "
+                             "reads) differ from `model`'s.")
+    merged = copy.deepcopy(model)
+    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in LLM_SIDE}
+    missing, unexpected = merged.load_state_dict(weights, strict=False)
+    if unexpected or any(key.split(".")[0] in LLM_SIDE for key in missing):
+        raise RuntimeError(f"LLM-side weights that do not carry over: missing {missing}, unexpected {unexpected}")
+    return merged.eval()
+
+
 def with_new_llm(model, text_config: dict, seed: int = 0):
     """`model` with a new, randomly initialised LLM side (`LLM_SIDE`): a `language_model` whose config is `model`'s
     `text_config` updated with `text_config` (e.g. a wider, deeper decoder; the vocabulary, so the tokenizer, stays),
@@ -299,14 +332,15 @@ def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool
            expert_token_layout: str | None = None, expert_layers: int | None = None,
            llm_layers: int | None = None, expert_from: Path | None = None,
            llm_config: Path | None = None, llm_width_factor: int | None = None,
-           vision_from: Path | None = None) -> list[str]:
+           vision_from: Path | None = None, llm_from: Path | None = None) -> list[str]:
     """Load `source` with the repo's remote code, cast to `dtype`, and write it into `target` file by file (with the
     repo's remote-code files, whatever `source` holds). `pool_grid` / `use_expert=False` / `clip_time_frequencies` /
     `expert_token_layout` change its visual tokens first (`with_visual_tokens`); `expert_layers` / `llm_layers`
     deepen its expert / LLM (`deepen`), then `llm_width_factor` widens its LLM side (`widen`); before all of them,
     `expert_from` replaces its expert with that checkpoint's (`with_expert_of`), `llm_config` (a JSON config
-    spec) its LLM side with a new one of the spec's `text_config` (`with_new_llm`), and `vision_from` its vision
-    tower with that checkpoint's (`with_vision_tower_of`).
+    spec) its LLM side with a new one of the spec's `text_config` (`with_new_llm`), `vision_from` its vision
+    tower with that checkpoint's (`with_vision_tower_of`), and `llm_from` its LLM side with that checkpoint's
+    (`with_llm_side_of`).
 
     Raises:
         ValueError: if `llm_config` has no `text_config` dict, or from the steps above.
@@ -324,6 +358,9 @@ def export(source: Path, target: Path, dtype: torch.dtype = torch.bfloat16, pool
     if vision_from is not None:
         donor = modeling.LangDCForConditionalGeneration.from_pretrained(vision_from, dtype=dtype).eval()
         model = with_vision_tower_of(model, donor)
+    if llm_from is not None:
+        donor = modeling.LangDCForConditionalGeneration.from_pretrained(llm_from, dtype=dtype).eval()
+        model = with_llm_side_of(model, donor)
     changes = (pool_grid, clip_time_frequencies, expert_token_layout)
     if not use_expert or any(change is not None for change in changes):
         model = with_visual_tokens(model, pool_grid, use_expert, clip_time_frequencies, expert_token_layout)
@@ -365,10 +402,14 @@ def main(argv=None) -> None:
     parser.add_argument("--vision-from", type=Path, default=None,
                         help="take the vision tower of this checkpoint (same vision config; with_vision_tower_of): "
                              "the projectors reading it need retraining")
+    parser.add_argument("--llm-from", type=Path, default=None,
+                        help="take the LLM side (LLM, caption and pool projectors) of this checkpoint (same LLM-side "
+                             "config and expert embeddings; with_llm_side_of): its pool projector may need "
+                             "train.align_pool_projector")
     args = parser.parse_args(argv)
     names = export(args.source, args.target, getattr(torch, args.dtype), args.pool_grid, not args.no_expert,
                    args.clip_time_frequencies, args.expert_token_layout, args.expert_layers, args.llm_layers,
-                   args.expert_from, args.llm_config, args.llm_width_factor, args.vision_from)
+                   args.expert_from, args.llm_config, args.llm_width_factor, args.vision_from, args.llm_from)
     kind = "".join([", no-expert baseline" if args.no_expert else "",
                     f", pool grid {args.pool_grid}" if args.pool_grid is not None else "",
                     f", clip time frequencies {args.clip_time_frequencies}"
@@ -379,7 +420,8 @@ def main(argv=None) -> None:
                     f", LLM {args.llm_width_factor}x as wide" if args.llm_width_factor else "",
                     f", expert from {args.expert_from}" if args.expert_from else "",
                     f", new LLM side of {args.llm_config}" if args.llm_config else "",
-                    f", vision tower from {args.vision_from}" if args.vision_from else ""])
+                    f", vision tower from {args.vision_from}" if args.vision_from else "",
+                    f", LLM side from {args.llm_from}" if args.llm_from else ""])
     print(f"exported {args.source} -> {args.target} ({args.dtype}{kind}): {', '.join(names)}")
 
 
