@@ -148,11 +148,19 @@ def with_expert_of(model, donor):
         if any(not torch.equal(value, donors[key].to(value.dtype)) for key, value in mine.items()):
             raise ValueError(f"the donor's `{name}` weights differ from `model`'s: its expert was trained on other "
                              "vision features.")
+    return with_modules_of(model, donor, EXPERT_SIDE)
+
+
+def with_modules_of(model, donor, modules: tuple[str, ...]):
+    """A copy of `model` with `donor`'s weights in its top-level `modules` (the caller checked that they fit).
+
+    Raises:
+        RuntimeError: if a weight of those modules does not carry over."""
     merged = copy.deepcopy(model)
-    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in EXPERT_SIDE}
+    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in modules}
     missing, unexpected = merged.load_state_dict(weights, strict=False)
-    if unexpected or any(key.split(".")[0] in EXPERT_SIDE for key in missing):
-        raise RuntimeError(f"expert weights that do not carry over: missing {missing}, unexpected {unexpected}")
+    if unexpected or any(key.split(".")[0] in modules for key in missing):
+        raise RuntimeError(f"weights of {modules} that do not carry over: missing {missing}, unexpected {unexpected}")
     return merged.eval()
 
 
@@ -184,12 +192,7 @@ def with_llm_side_of(model, donor):
         if not torch.equal(ours, donors.to(ours.dtype)):
             raise ValueError("the donor's expert input embeddings (the layer-0 soft tokens its caption projector "
                              "reads) differ from `model`'s.")
-    merged = copy.deepcopy(model)
-    weights = {key: value for key, value in donor.state_dict().items() if key.split(".")[0] in LLM_SIDE}
-    missing, unexpected = merged.load_state_dict(weights, strict=False)
-    if unexpected or any(key.split(".")[0] in LLM_SIDE for key in missing):
-        raise RuntimeError(f"LLM-side weights that do not carry over: missing {missing}, unexpected {unexpected}")
-    return merged.eval()
+    return with_modules_of(model, donor, LLM_SIDE)
 
 
 def with_new_llm(model, text_config: dict, seed: int = 0):
