@@ -1606,6 +1606,8 @@ def test_align_pool_projector_distils_the_references_pool_tokens_onto_a_new_towe
         align_pool_projector(make_model(pool_grid=1), reference, pixels, steps=1)
     with pytest.raises(ValueError, match="no pool branch"):
         align_pool_projector(make_model(use_pool_branch=False), reference, pixels, steps=1)
+    with pytest.raises(ValueError, match="frames of other sizes"):
+        align_pool_projector(make_model(vision_config={"image_size": 32}), reference, pixels, steps=1)
 
 
 def test_align_pool_projector_cli_writes_a_checkpoint_and_its_log(stages, micro_data, tmp_path):

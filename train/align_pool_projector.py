@@ -34,13 +34,17 @@ from train.stages import set_threads
 
 
 def check_alignable(model, reference) -> None:
-    """Raise `ValueError` unless both models have a pool branch of the same grid and projector output width, and
-    `model` has no second (video) pool projector, which this tool does not align."""
+    """Raise `ValueError` unless both models have a pool branch of the same grid and projector output width, their
+    towers read frames of one size (both are fed the same pixels), and `model` has no second (video) pool
+    projector, which this tool does not align."""
     for name, checked in (("model", model), ("reference", reference)):
         if checked.pool_projector is None:
             raise ValueError(f"`{name}` has no pool branch (`use_pool_branch=False`): no pool projector to align.")
     if model.video_pool_projector is not None:
         raise ValueError("`model` has a video pool projector (two encoders); only `pool_projector` is aligned here.")
+    sizes = model.config.vision_config.image_size, reference.config.vision_config.image_size
+    if sizes[0] != sizes[1]:
+        raise ValueError(f"the towers read frames of other sizes: model {sizes[0]} px, reference {sizes[1]} px.")
     if model.config.pool_grid != reference.config.pool_grid:
         raise ValueError(f"`pool_grid` differs: model {model.config.pool_grid}, reference {reference.config.pool_grid}.")
     if model.config.text_config.hidden_size != reference.config.text_config.hidden_size:
