@@ -16,9 +16,9 @@ import torch
 import yaml
 from lmms_eval.api.instance import Instance
 from lmms_eval.models import get_model
-from lmms_eval.tasks.mvbench.utils import mvbench_doc_to_text
+from lmms_eval.tasks.mvbench.utils import mcq_acc, mvbench_doc_to_text
 from lmms_eval_langdc import TASKS_DIR
-from lmms_eval_langdc.model import LangDC, compression_settings, cut_at_stop_strings, generation_settings
+from lmms_eval_langdc.model import LangDC, compression_settings, cut_at_stop_strings, generation_settings, letter_first
 from PIL import Image
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
@@ -111,10 +111,21 @@ def test_requests_answered_like_direct_chat(checkpoint_dir, reference):
         _direct_answer(reference, "Image-1: <image>\nImage-2: <image>\n" + contexts[3], torch.cat(tiles),
                        [len(t) for t in tiles], 2, long_answers),
     ]
-    assert [r.text for r in results] == [text for text, _ in expected]
+    assert [r.text for r in results] == [letter_first(text) for text, _ in expected]
     for result, (_, info) in zip(results, expected):
         assert result.token_counts.input_tokens == info.text_tokens + info.visual_tokens
     assert expected[0][1].num_clips == FRAMES // reference[0].config.frames_per_clip
+
+
+def test_letter_first_puts_the_chosen_letter_where_mvbench_scores_it():
+    """lmms-eval's MVBench scorer reads `a red circle appears (C)` as (A); written option first it reads (C)."""
+    answer = "a red circle appears (C)"
+    assert not mcq_acc("C", answer)
+    assert letter_first(answer) == "(C) a red circle appears"
+    assert mcq_acc("C", letter_first(answer))
+    assert letter_first(" grows (B) ") == "(B) grows" and letter_first("(D)") == "(D)"
+    for unchanged in ("an empty scene.", "(B) red", "red (B) circle", "4 (d)"):
+        assert letter_first(unchanged) == unchanged
 
 
 def test_unknown_model_args_and_several_videos_rejected(checkpoint_dir):
@@ -122,6 +133,8 @@ def test_unknown_model_args_and_several_videos_rejected(checkpoint_dir):
         LangDC(pretrained=str(checkpoint_dir), num_frame=8)
     with pytest.raises(ValueError, match="batch_size"):
         LangDC(pretrained=str(checkpoint_dir), batch_size="auto")
+    with pytest.raises(ValueError, match="letter_first must be True or False"):
+        LangDC(pretrained=str(checkpoint_dir), letter_first="sometimes")
     wrapper = LangDC(pretrained=str(checkpoint_dir), dtype="float32")
     wrapper.task_dict = {"toy": {"test": [{"visuals": [str(VIDEO), str(VIDEO)]}]}}
     with pytest.raises(ValueError, match="one video per question, got 2"):

@@ -5,11 +5,14 @@ Videos arrive as file paths (MVBench, Video-MME, ...): the checkpoint's processo
 line per frame (InternVL/PVC convention, `data_flag=3`). Images arrive as PIL images: one `<image>` per image with
 dynamic tiling (`data_flag` 1 or 2). Text-only requests have no placeholder. Requests are answered in batches of
 `batch_size` with one `batch_chat` call each (one vision call, one expert `generate`, one LLM `generate`).
-Each result reports the LLM's prompt length after compression as its input token count. `loglikelihood` requests
-(lmms-eval's `multiple_choice` and `loglikelihood` tasks) are scored with the checkpoint's `score_answers`. With
+Each result reports the LLM's prompt length after compression as its input token count; an answer in the
+checkpoint's trained form `text (L)` is handed to the task's scorer as `(L) text` (`letter_first`). `loglikelihood`
+requests (lmms-eval's `multiple_choice` and `loglikelihood` tasks) are scored with the checkpoint's `score_answers`. With
 `compressor=...,budget=...` every request runs under that training-free token compressor of the checkpoint
 (`compression_langdc.py`), so LangDC and the compressors of the field are measured by the same harness.
 """
+
+import re
 
 import torch
 from accelerate import PartialState
@@ -70,6 +73,23 @@ def compression_settings(compressor: str | None, budget, options: dict) -> dict:
     return {"compressor": compressor, "budget": budget, "compressor_options": options or None}
 
 
+# an answer in the form LangDC checkpoints are trained to give: the option's text, then its letter in parentheses
+TEXT_THEN_LETTER = re.compile(r"(?s)(?P<text>.*?)\s*\((?P<letter>[A-Z])\)")
+
+
+def letter_first(text: str) -> str:
+    """A `text (L)` answer written `(L) text`; any other response unchanged.
+
+    Multiple-choice scorers of lmms-eval read an answer's letter as its first standalone letter (MVBench's
+    `mcq_acc`, case-insensitively), so `a red circle appears (C)` would count as (A); written option first, as
+    MVBench's own answers are (`(C) a red circle appears`), it counts as the letter the model chose. The choice is
+    not changed, only where the letter stands."""
+    match = TEXT_THEN_LETTER.fullmatch(text.strip())
+    if match is None:
+        return text
+    return f"({match['letter']}) {match['text'].strip()}".strip()
+
+
 def cut_at_stop_strings(text: str, until: list[str]) -> str:
     """`text` up to the first occurrence of any stop string (lmms-eval's `until`)."""
     for stop in until:
@@ -91,6 +111,7 @@ class LangDC(lmms):
             Inner-LLM pruning (`fastv`, DyCoke's KV pruning, HoliTom's inner merge) needs `batch_size=1` and is
             refused for `loglikelihood` requests.
         compressor_<option>: a method option, e.g. `compressor_layer=2` (FastV's K), `compressor_kv_prune=0`.
+        letter_first: write `text (L)` answers as `(L) text` for the task's scorer (default True; `letter_first`).
         batch_size, device: from lmms-eval's `--batch_size` / `--device` (default: accelerate's device).
 
     Raises:
@@ -112,6 +133,7 @@ class LangDC(lmms):
         max_batch_size: int | None = None,
         compressor: str | None = None,
         budget: float | str | None = None,
+        letter_first: bool | str = True,
         **kwargs,
     ) -> None:
         super().__init__()
@@ -119,6 +141,10 @@ class LangDC(lmms):
         if unknown:
             raise ValueError(f"Unknown model_args for langdc: {sorted(unknown)}.")
         self.compression = compression_settings(compressor, budget, kwargs)
+        letter_first = handle_arg_string(letter_first) if isinstance(letter_first, str) else letter_first
+        if not isinstance(letter_first, bool):
+            raise ValueError(f"letter_first must be True or False, got {letter_first!r}.")
+        self.letter_first = letter_first
         if dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype!r}.")
         try:
@@ -188,6 +214,7 @@ class LangDC(lmms):
         results = []
         for response, info in zip(responses, infos):
             text = cut_at_stop_strings(response, until)
+            text = letter_first(text) if self.letter_first else text
             output_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
             counts = TokenCounts(input_tokens=info.text_tokens + info.visual_tokens, output_tokens=output_tokens)
             results.append(GenerationResult(text=text, token_counts=counts))
