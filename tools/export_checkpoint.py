@@ -183,7 +183,7 @@ def with_llm_side_of(model, donor):
     if model.expert is None or donor.expert is None:
         raise ValueError("`model` and the donor both need an expert (`use_expert=True`).")
     mine, theirs = model.config.to_dict(), donor.config.to_dict()
-    fields = set(LLM_SIDE_CONFIG) - {"dtype", "transformers_version"} | {"soft_token_layer", "use_pool_branch"}
+    fields = (set(LLM_SIDE_CONFIG) - {"dtype", "transformers_version"}) | {"soft_token_layer", "use_pool_branch"}
     differ = config_differences({key: mine.get(key) for key in fields}, {key: theirs.get(key) for key in fields})
     if differ:
         raise ValueError(f"the donor's LLM side does not fit `model`: their configs differ in {differ}.")

@@ -52,24 +52,29 @@ def check_alignable(model, reference) -> None:
                          f"{model.config.text_config.hidden_size}, reference {reference.config.text_config.hidden_size}.")
 
 
+FRAMES_PER_CHUNK = 4096  # frames projected at once outside training (bounds the [F, P, D_llm] activations)
+
+
+def pooled_tokens(projector, features: torch.Tensor, grid: int) -> torch.Tensor:
+    """`[F, grid^2, D_llm]` float32 pool tokens of `[F, P, D_v]` features: each patch projected, then pooled to
+    `grid x grid` (`pool_patch_tokens`, the order of `_pooled_clip_blocks`)."""
+    return import_remote("modeling_langdc").pool_patch_tokens(projector(features.float()), grid).float()
+
+
 @torch.no_grad()
 def pool_targets(reference, pixels: torch.Tensor) -> torch.Tensor:
     """`[N_frames, pool_grid^2, D_llm]` float32 pool tokens of the reference checkpoint for the `[N, T, 3, S, S]`
     pixels (its tower, then its pool projector, then pooling)."""
-    modeling = import_remote("modeling_langdc")
     features = encode_videos(reference, pixels).flatten(0, 1)
-    chunks = [modeling.pool_patch_tokens(reference.pool_projector(chunk.float()), reference.config.pool_grid)
-              for chunk in features.split(4096)]
-    return torch.cat(chunks).float()
+    return torch.cat([pooled_tokens(reference.pool_projector, chunk, reference.config.pool_grid)
+                      for chunk in features.split(FRAMES_PER_CHUNK)])
 
 
+@torch.no_grad()
 def relative_error(projector, features: torch.Tensor, targets: torch.Tensor, grid: int) -> float:
     """`mean squared error / variance of the targets` of `projector`'s pooled tokens over frames (0: exact; 1: no
     better than the targets' mean)."""
-    modeling = import_remote("modeling_langdc")
-    with torch.no_grad():
-        predicted = torch.cat([modeling.pool_patch_tokens(projector(chunk.float()), grid)
-                               for chunk in features.split(4096)])
+    predicted = torch.cat([pooled_tokens(projector, chunk, grid) for chunk in features.split(FRAMES_PER_CHUNK)])
     return float(((predicted - targets) ** 2).mean() / targets.var())
 
 
@@ -105,12 +110,10 @@ def align_pool_projector(model, reference, pixels: torch.Tensor, steps: int, bat
     optimizer = torch.optim.AdamW(projector.parameters(), lr=lr, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, warmup, steps)
     generator = torch.Generator().manual_seed(seed)
-    modeling = import_remote("modeling_langdc")
     losses, every = [], max(1, steps // 10)
     for step in tqdm(range(1, steps + 1), desc="aligning the pool projector"):
         batch = torch.randint(0, split * frames_per_video, (batch_frames,), generator=generator)
-        predicted = modeling.pool_patch_tokens(projector(features[batch].float()), grid)
-        loss = torch.nn.functional.mse_loss(predicted, targets[batch])
+        loss = torch.nn.functional.mse_loss(pooled_tokens(projector, features[batch], grid), targets[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
