@@ -857,6 +857,45 @@ def test_focus_tasks_option_reads_a_comma_separated_list():
     assert comma_separated("direction,") == ("direction",) and comma_separated("") == ()
 
 
+def test_task_repeats_ask_a_task_again_in_conversations_of_its_own(micro_data):
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    from train.data import StageDataset, read_split, repeated_questions
+    from train.run import task_repeats
+
+    questions = [{"task": "counting", "id": 0}, {"task": "order", "id": 1}, {"task": "color", "id": 2},
+                 {"task": "order", "id": 3}, {"task": "state_change", "id": 4}]
+    assert repeated_questions(questions, {}) == [questions]
+    assert repeated_questions(questions, {"order": 3, "state_change": 2}) == [
+        questions, [questions[1], questions[3], questions[4]], [questions[1], questions[3]]]
+    records = read_split(micro_data, "train")
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT)
+    plain = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, questions_per_example=2)
+    repeats = {"order": 3, "counting": 2}
+    repeated = StageDataset(records, 3, tokenizer, "system", open_fraction=0.0, seed=0, questions_per_example=2,
+                            task_repeats=repeats)
+
+    def asked(dataset):
+        return Counter((video, question["task"], question["question"], tuple(question["options"]))
+                       for video, chunk in dataset.items for question in chunk)
+
+    once, again = asked(plain), asked(repeated)
+    assert set(once) == set(again) and all(times == 1 for times in once.values())
+    assert all(again[key] == repeats.get(key[1], 1) for key in once)
+    for video, chunk in repeated.items:  # no conversation asks one question twice
+        assert len({(q["question"], tuple(q["options"])) for q in chunk}) == len(chunk) <= 2
+    assert task_repeats("order=3,state_change=2,") == {"order": 3, "state_change": 2}
+    for bad in ("order", "order=2.5", "order=0", "=2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            task_repeats(bad)
+    for stage, bad, match in ((3, {"dancing": 2}, "unknown|tasks of"), (3, {"order": 0}, ">= 1"),
+                              (2, {"order": 2}, "stage 3")):
+        with pytest.raises(ValueError, match=match):
+            StageDataset(records, stage, tokenizer, "system", task_repeats=bad)
+
+
 def test_rename_word_replaces_whole_words_in_nested_texts_and_nonce_words_tokenize_as_copies():
     from train.data import nested_strings, nonce_words, rename_word
 

@@ -388,6 +388,15 @@ def focused_questions(questions: list[dict], focus_tasks: tuple[str, ...] = ()) 
     return [] if focus_tasks else list(questions)
 
 
+def repeated_questions(questions: list[dict], task_repeats: dict[str, int]) -> list[list[dict]]:
+    """The rounds in which a video's `questions` are asked in one epoch: the first round all of them, round `r`
+    (from 1) those whose task is asked more than `r` times by `task_repeats` (`{task: times}`; other tasks once).
+    Each round keeps `questions`' order, so a repeated question is never asked twice in one conversation."""
+    rounds = max(task_repeats.values(), default=1)
+    return [list(questions)] + [[question for question in questions if task_repeats.get(question["task"], 1) > r]
+                                for r in range(1, rounds)]
+
+
 class StageDataset(Dataset):
     """Examples of one training stage. Each item: `video` (index into the pixel cache, `None` in the text stage)
     plus stage fields.
@@ -449,8 +458,8 @@ class StageDataset(Dataset):
             or `spaced_answers`, outside stage 3 (or the
             first without `num_frames`), `caption_input_noise` > 0 outside stage 2 or with fewer than two
             `noise_token_ids`, `recolor_fraction` > 0 outside stage 2, `focus_tasks` outside stage 3 and the text
-            stage or naming an unknown
-            task, or `generated_captions` as `set_generated_captions` raises.
+            stage or naming an unknown task, `task_repeats` outside stage 3, naming an unknown task or asking a
+            task fewer than once, or `generated_captions` as `set_generated_captions` raises.
     """
 
     def __init__(self, records, stage, tokenizer, system_message: str, generated_captions=None,
@@ -462,7 +471,7 @@ class StageDataset(Dataset):
                  focus_tasks: tuple[str, ...] = (), rename_fraction: float = 0.0,
                  letter_binding_fraction: float = 0.0, spaced_answers: bool = False,
                  caption_input_noise: float = 0.0, noise_token_ids: tuple[int, ...] = (),
-                 recolor_fraction: float = 0.0):
+                 recolor_fraction: float = 0.0, task_repeats: dict[str, int] | None = None):
         if stage not in STAGES[1:]:
             raise ValueError(f"`stage` must be one of {STAGES[1:]}, got {stage!r}.")
         for name, value in (("ground_truth_fraction", ground_truth_fraction), ("open_fraction", open_fraction),
@@ -490,6 +499,11 @@ class StageDataset(Dataset):
         if focus_tasks and (stage not in (3, TEXT_STAGE) or not set(focus_tasks) <= set(TASKS)):
             raise ValueError(f"`focus_tasks` belongs to stage 3 and the text stage and takes tasks of {TASKS}, got "
                              f"{focus_tasks} for stage {stage!r}.")
+        task_repeats = dict(task_repeats or {})
+        if task_repeats and (stage != 3 or not set(task_repeats) <= set(TASKS)
+                             or any(not isinstance(times, int) or times < 1 for times in task_repeats.values())):
+            raise ValueError(f"`task_repeats` belongs to stage 3 and maps tasks of {TASKS} to a number of asks >= 1, "
+                             f"got {task_repeats} for stage {stage!r}.")
         if frame_prompt_fraction > 0 and not num_frames:
             raise ValueError("`frame_prompt_fraction` > 0 needs `num_frames`.")
         self.stage = stage
@@ -540,7 +554,8 @@ class StageDataset(Dataset):
                     continue
                 self.rng.shuffle(questions)
                 size = questions_per_example or len(questions)
-                self.items += [(index, questions[start : start + size]) for start in range(0, len(questions), size)]
+                for asked in repeated_questions(questions, task_repeats):
+                    self.items += [(index, asked[start : start + size]) for start in range(0, len(asked), size)]
 
     def set_generated_captions(self, generated_captions: list[list[list[int]]]) -> None:
         """Stage 3: per video, the expert's own clip captions (token ids), which a fraction

@@ -134,19 +134,30 @@ def comma_separated(text: str) -> tuple[str, ...]:
     return tuple(item for item in text.split(",") if item)
 
 
+def keyed_numbers(text: str, number=float, minimum: float = 0, form: str = "KEY=VALUE") -> dict:
+    """An argparse helper: `"a=5,b=2"` -> `{"a": number("5"), "b": number("2")}`, each value at least `minimum`;
+    `argparse.ArgumentTypeError` naming the item and the expected `form` otherwise."""
+    values = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = (part.strip() for part in item.partition("="))
+        try:
+            parsed = number(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {form} items, got {item!r}") from None
+        if not key or parsed < minimum:
+            raise argparse.ArgumentTypeError(f"expected {form} with a value >= {minimum}, got {item!r}")
+        values[key] = parsed
+    return values
+
+
 def word_weights(text: str) -> dict[str, float]:
     """An argparse type: `"left=5,right=5"` -> `{"left": 5.0, "right": 5.0}` (`--caption-word-weights`)."""
-    weights = {}
-    for item in filter(None, text.split(",")):
-        word, _, weight = (part.strip() for part in item.partition("="))
-        try:
-            value = float(weight)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected WORD=WEIGHT items, got {item!r}") from None
-        if not word or value < 0:
-            raise argparse.ArgumentTypeError(f"expected WORD=WEIGHT with a word and a weight >= 0, got {item!r}")
-        weights[word] = value
-    return weights
+    return keyed_numbers(text, float, 0, "WORD=WEIGHT")
+
+
+def task_repeats(text: str) -> dict[str, int]:
+    """An argparse type: `"order=2,state_change=3"` -> `{"order": 2, "state_change": 3}` (`--task-repeats`)."""
+    return keyed_numbers(text, int, 1, "TASK=REPEATS")
 
 
 def object_recolor(args, records: list[dict], processor, image_size: int) -> ObjectRecolor:
@@ -250,6 +261,10 @@ def main(argv=None) -> None:
                         help="stage 3 and the text stage (its lookups): each video keeps only its questions of the "
                              "first of these tasks it has, and a video with none is skipped "
                              "(train.data.focused_questions), e.g. direction,counting")
+    parser.add_argument("--task-repeats", type=task_repeats, default=None, metavar="TASK=N[,TASK=N...]",
+                        help="stage 3: ask each video's questions of these tasks N times per epoch instead of once, "
+                             "the extra asks in conversations of their own (train.data.repeated_questions), so a "
+                             "mixed stage 3 spends more of its steps on the tasks it reads worst")
     parser.add_argument("--rename-fraction", type=float, default=0.0,
                         help="stage 3: share of the conversations on ground-truth captions in which one colour or "
                              "shape word is written as a nonce word throughout (train.data.rename_word), so answers "
@@ -368,7 +383,8 @@ def main(argv=None) -> None:
                                args.focus_tasks, args.rename_fraction, args.letter_binding_fraction,
                                args.spaced_answers, args.caption_input_noise,
                                caption_word_ids(tokenizer, args.caption_noise_words, "--caption-noise-words")
-                               if args.caption_input_noise else (), args.recolor_fraction if args.stage == 2 else 0.0)
+                               if args.caption_input_noise else (), args.recolor_fraction if args.stage == 2 else 0.0,
+                               task_repeats=args.task_repeats or {})
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
