@@ -142,15 +142,19 @@ def accuracy(rows, key: str = "correct") -> dict:
     return {"accuracy": sum(r[key] for r in rows) / len(rows) if rows else None, "questions": len(rows)}
 
 
-def lmms_eval_mvbench_score(questions: list[dict]) -> dict | None:
+def lmms_eval_mvbench_score(questions: list[dict], as_plugin: bool = False) -> dict | None:
     """`accuracy` of the responses as lmms-eval's MVBench task scores them (`mcq_acc`: the answer's letter is its
     first standalone letter A-E, so `a red circle appears (C)` reads as (A)), or None when lmms-eval is not
-    installed. Our own score (`parse_letter`) reads the parenthesised letter."""
+    installed. Our own score (`parse_letter`) reads the parenthesised letter. `as_plugin`: each response as our
+    lmms-eval plug-in hands it to the scorer, `text (L)` written `(L) text` (`lmms_eval_langdc.model.letter_first`,
+    its default), so the scorer reads the letter the model chose."""
     try:
         from lmms_eval.tasks.mvbench.utils import mcq_acc
+        from lmms_eval_langdc.model import letter_first
     except ImportError:
         return None
-    return accuracy({"correct": bool(mcq_acc(LETTERS[q["answer"]], q["response"]))} for q in questions)
+    form = letter_first if as_plugin else str
+    return accuracy({"correct": bool(mcq_acc(LETTERS[q["answer"]], form(q["response"])))} for q in questions)
 
 
 def summarize(results: dict) -> dict:
@@ -181,6 +185,7 @@ def summarize(results: dict) -> dict:
                              for task, rows in sorted(per_task.items()) if any(r["held_out_answer"] for r in rows)},
         "unparsed_responses": sum(r["predicted"] is None for r in questions),
         "lmms_eval_mvbench_scorer": lmms_eval_mvbench_score(questions),
+        "lmms_eval_mvbench_scorer_plugin": lmms_eval_mvbench_score(questions, as_plugin=True),
         "named_option": {  # the option whose text the answer names (`named_option`), a diagnostic
             "overall": accuracy(questions, "named_correct"),
             "unseen": accuracy((r for r in questions if r["unseen"]), "named_correct"),
@@ -327,7 +332,8 @@ def main(argv=None) -> None:
               f"(unseen {likelihood['unseen']['accuracy'] or 0:.3f})")
     if summary["lmms_eval_mvbench_scorer"] is not None:
         print(f"accuracy as lmms-eval's MVBench scorer reads the letters: "
-              f"{summary['lmms_eval_mvbench_scorer']['accuracy']:.3f}")
+              f"{summary['lmms_eval_mvbench_scorer']['accuracy']:.3f} as written, "
+              f"{summary['lmms_eval_mvbench_scorer_plugin']['accuracy']:.3f} as the plug-in hands them over")
     print("wrote", ", ".join(str(p) for p in [args.output / f"{args.split}_summary.json", *plots]))
 
 

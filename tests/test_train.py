@@ -672,6 +672,9 @@ def test_lmms_eval_scorer_reads_the_first_standalone_letter():
     rows = [{"answer": 2, "response": "grows (C)"}, {"answer": 2, "response": "a red circle appears (C)"},
             {"answer": 0, "response": "a red circle appears (C)"}, {"answer": 1, "response": "left"}]
     assert lmms_eval_mvbench_score(rows) == {"accuracy": 0.5, "questions": 4}  # the article "a" reads as (A)
+    # as the plug-in hands them over (letter first), the letter the model chose counts
+    assert lmms_eval_mvbench_score(rows, as_plugin=True) == {"accuracy": 0.5, "questions": 4}
+    assert [lmms_eval_mvbench_score([row], as_plugin=True)["accuracy"] for row in rows] == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path):
@@ -688,6 +691,7 @@ def test_evaluate_writes_summary_details_and_plots(stages, micro_data, tmp_path)
     assert sum(score["questions"] for score in summary["held_out_answers"].values()) == len(held_out)
     assert summary["overall"]["accuracy"] == sum(q["correct"] for q in questions) / len(questions)
     assert summary["lmms_eval_mvbench_scorer"]["questions"] == len(questions)
+    assert summary["lmms_eval_mvbench_scorer_plugin"]["questions"] == len(questions)
     named = summary["named_option"]["overall"]["accuracy"]
     assert named == sum(q["named_correct"] for q in questions) / len(questions)
     assert summary["videos"] == 3 and 0 < summary["visual_token_ratio"] < 1
