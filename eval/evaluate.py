@@ -150,10 +150,11 @@ def lmms_eval_mvbench_score(questions: list[dict], as_plugin: bool = False) -> d
     its default), so the scorer reads the letter the model chose."""
     try:
         from lmms_eval.tasks.mvbench.utils import mcq_acc
-        from lmms_eval_langdc.model import letter_first
+        form = str
+        if as_plugin:
+            from lmms_eval_langdc.model import letter_first as form
     except ImportError:
         return None
-    form = letter_first if as_plugin else str
     return accuracy({"correct": bool(mcq_acc(LETTERS[q["answer"]], form(q["response"])))} for q in questions)
 
 

@@ -62,19 +62,24 @@ def pooled_tokens(projector, features: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def pooled_tokens_chunked(projector, features: torch.Tensor, grid: int) -> torch.Tensor:
+    """`pooled_tokens` of all frames, `FRAMES_PER_CHUNK` at a time, without gradients (targets and scoring)."""
+    return torch.cat([pooled_tokens(projector, chunk, grid) for chunk in features.split(FRAMES_PER_CHUNK)])
+
+
+@torch.no_grad()
 def pool_targets(reference, pixels: torch.Tensor) -> torch.Tensor:
     """`[N_frames, pool_grid^2, D_llm]` float32 pool tokens of the reference checkpoint for the `[N, T, 3, S, S]`
     pixels (its tower, then its pool projector, then pooling)."""
     features = encode_videos(reference, pixels).flatten(0, 1)
-    return torch.cat([pooled_tokens(reference.pool_projector, chunk, reference.config.pool_grid)
-                      for chunk in features.split(FRAMES_PER_CHUNK)])
+    return pooled_tokens_chunked(reference.pool_projector, features, reference.config.pool_grid)
 
 
 @torch.no_grad()
 def relative_error(projector, features: torch.Tensor, targets: torch.Tensor, grid: int) -> float:
     """`mean squared error / variance of the targets` of `projector`'s pooled tokens over frames (0: exact; 1: no
     better than the targets' mean)."""
-    predicted = torch.cat([pooled_tokens(projector, chunk, grid) for chunk in features.split(FRAMES_PER_CHUNK)])
+    predicted = pooled_tokens_chunked(projector, features, grid)
     return float(((predicted - targets) ** 2).mean() / targets.var())
 
 

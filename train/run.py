@@ -384,7 +384,7 @@ def main(argv=None) -> None:
                                args.spaced_answers, args.caption_input_noise,
                                caption_word_ids(tokenizer, args.caption_noise_words, "--caption-noise-words")
                                if args.caption_input_noise else (), args.recolor_fraction if args.stage == 2 else 0.0,
-                               task_repeats=args.task_repeats or {})
+                               task_repeats=args.task_repeats)
     if args.stage == 3 and (args.ground_truth_fraction > 0 or not model.config.use_expert):
         # conversations draw the ground-truth captions: one too long with them stops the run before the media setup
         check_context(dataset, model)
